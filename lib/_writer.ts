@@ -177,10 +177,18 @@ export class FrameWriter {
    */
   raw(text: Text): this {
     if (typeof text !== "string") {
-      this.#ensure(10 + text.length);
-      this.#pos = writeVarint(this.#buf, this.#pos, text.length);
-      this.#buf.set(text, this.#pos);
-      this.#pos += text.length;
+      const n = text.length;
+      this.#ensure(10 + n);
+      const buf = this.#buf;
+      let pos = writeVarint(buf, this.#pos, n);
+      // TypedArray.set() costs more than a loop for names of a few bytes.
+      if (n > 32) {
+        buf.set(text, pos);
+        pos += n;
+      } else {
+        for (let i = 0; i < n; i++) buf[pos++] = text[i]!;
+      }
+      this.#pos = pos;
       return this;
     }
     const n = text.length;
@@ -332,15 +340,22 @@ export class FrameWriter {
   }
 
   #int(type: DataType, value: Value, min: number | bigint, max: number | bigint): this {
-    if (typeof value !== "number" && typeof value !== "bigint") throw mismatch(type, value);
-    if (typeof value === "number" && !Number.isSafeInteger(value)) {
-      throw new RangeError(`Cannot write integer: ${value} is not a safe integer`);
-    }
-    if (value < min || value > max) {
-      throw new RangeError(`Cannot write integer: ${value} is outside ${min}..${max}`);
+    let unsigned: number | bigint;
+    if (typeof value === "number") {
+      // Numbers compare with numbers only: mixing in the bigint bounds is slow.
+      if (!Number.isSafeInteger(value)) {
+        throw new RangeError(`Cannot write integer: ${value} is not a safe integer`);
+      }
+      if (value < Number(min) || value > Number(max)) throw outOfRange(value, min, max);
+      unsigned = value >= 0 ? value : toUnsigned(value);
+    } else if (typeof value === "bigint") {
+      if (value < BigInt(min) || value > BigInt(max)) throw outOfRange(value, min, max);
+      unsigned = toUnsigned(value);
+    } else {
+      throw mismatch(type, value);
     }
     this.#buf[this.#pos] = type;
-    this.#pos = writeVarint(this.#buf, this.#pos + 1, toUnsigned(value));
+    this.#pos = writeVarint(this.#buf, this.#pos + 1, unsigned);
     return this;
   }
 
@@ -374,6 +389,14 @@ function utf8Length(text: string): number {
     } else size += 3;
   }
   return size;
+}
+
+function outOfRange(
+  value: number | bigint,
+  min: number | bigint,
+  max: number | bigint,
+): RangeError {
+  return new RangeError(`Cannot write integer: ${value} is outside ${min}..${max}`);
 }
 
 function mismatch(type: DataType, value: Value): TypeError {

@@ -1,0 +1,120 @@
+/**
+ * The whole test suite: static checks (fmt, lint, type check with JSDoc
+ * examples), then every test under Deno and under Bun. Output streams live;
+ * the last line is `N passed, N failed` over everything. Exits 1 when
+ * anything failed.
+ *
+ * Run with `npm test` (or `deno task test`); extra arguments are passed to
+ * both test runners, e.g. a test file path.
+ *
+ * @module
+ */
+
+const root = new URL("..", import.meta.url).pathname;
+const deno = Deno.execPath();
+const bun = `${root}node_modules/bun/bin/bun.exe`;
+const only = Deno.args;
+const testPaths = only.length > 0 ? only : ["tests/"];
+
+interface Tally {
+  name: string;
+  passed: number;
+  failed: number;
+}
+
+/** Runs a command from the repository root, echoing its output as it comes. */
+async function run(cmd: string, args: string[]): Promise<{ code: number; output: string }> {
+  const child = new Deno.Command(cmd, {
+    args,
+    cwd: root,
+    env: { NO_COLOR: "1", FORCE_COLOR: "0" },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const decoder = new TextDecoder();
+  let output = "";
+  const pump = async (stream: ReadableStream<Uint8Array>, sink: typeof Deno.stdout) => {
+    for await (const chunk of stream) {
+      output += decoder.decode(chunk, { stream: true });
+      await sink.write(chunk);
+    }
+  };
+  const [status] = await Promise.all([
+    child.status,
+    pump(child.stdout, Deno.stdout),
+    pump(child.stderr, Deno.stderr),
+  ]);
+  return { code: status.code, output };
+}
+
+function lastNumber(output: string, pattern: RegExp): number | undefined {
+  const matches = [...output.matchAll(pattern)];
+  const last = matches.at(-1);
+  return last ? Number(last[1]) : undefined;
+}
+
+/** Turns a runner's summary into counts; a crash without a summary is a failure. */
+function tally(name: string, code: number, passed?: number, failed?: number): Tally {
+  const t = { name, passed: passed ?? 0, failed: failed ?? 0 };
+  if (code !== 0 && t.failed === 0) {
+    console.error(`${name}: exited with code ${code} without reporting a failed test`);
+    t.failed = 1;
+  }
+  if (passed === undefined && code === 0) {
+    console.error(`${name}: no test summary found`);
+    t.failed += 1;
+  }
+  return t;
+}
+
+const tallies: Tally[] = [];
+
+const staticChecks: [string, string[]][] = [
+  ["deno fmt --check", ["fmt", "--check"]],
+  ["deno lint", ["lint"]],
+  ["deno check --doc", ["check", "--doc", "."]],
+];
+const statics: Tally = { name: "static checks", passed: 0, failed: 0 };
+for (const [label, args] of staticChecks) {
+  console.log(`\n== ${label}`);
+  const { code } = await run(deno, args);
+  if (code === 0) statics.passed++;
+  else {
+    statics.failed++;
+    console.error(`${label}: FAILED (exit ${code})`);
+  }
+}
+tallies.push(statics);
+
+console.log("\n== deno test");
+{
+  const { code, output } = await run(deno, ["test", "--allow-all", ...testPaths]);
+  tallies.push(
+    tally(
+      "deno",
+      code,
+      lastNumber(output, /\|\s+(\d+) passed/g),
+      lastNumber(output, /\|\s+(\d+) failed/g),
+    ),
+  );
+}
+
+console.log("\n== bun test");
+{
+  const { code, output } = await run(bun, ["test", ...testPaths]);
+  tallies.push(
+    tally(
+      "bun",
+      code,
+      lastNumber(output, /^\s*(\d+) pass$/gm),
+      lastNumber(output, /^\s*(\d+) fail$/gm),
+    ),
+  );
+}
+
+console.log("");
+for (const t of tallies) console.log(`${t.name}: ${t.passed} passed, ${t.failed} failed`);
+const passed = tallies.reduce((n, t) => n + t.passed, 0);
+const failed = tallies.reduce((n, t) => n + t.failed, 0);
+console.log(`${passed} passed, ${failed} failed`);
+Deno.exitCode = failed > 0 ? 1 : 0;
