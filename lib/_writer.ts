@@ -156,6 +156,19 @@ export class FrameWriter {
   }
 
   /**
+   * Appends bytes as they are (for example actions encoded elsewhere).
+   *
+   * @param bytes The bytes to copy.
+   * @returns This writer.
+   */
+  append(bytes: Uint8Array): this {
+    this.#ensure(bytes.length);
+    this.#buf.set(bytes, this.#pos);
+    this.#pos += bytes.length;
+    return this;
+  }
+
+  /**
    * Writes a varint.
    *
    * @param value An unsigned integer up to 2^64-1.
@@ -350,7 +363,7 @@ export class FrameWriter {
       unsigned = value >= 0 ? value : toUnsigned(value);
     } else if (typeof value === "bigint") {
       if (value < BigInt(min) || value > BigInt(max)) throw outOfRange(value, min, max);
-      unsigned = toUnsigned(value);
+      unsigned = value >= 0n ? value : toUnsigned(value);
     } else {
       throw mismatch(type, value);
     }
