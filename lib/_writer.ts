@@ -278,7 +278,8 @@ export class FrameWriter {
   }
 
   /**
-   * Writes one KV item (HELLO and DISCONNECT payloads).
+   * Writes one KV item (HELLO and DISCONNECT payloads); nothing when the
+   * value is refused.
    *
    * @param name The item name.
    * @param type Its SPOP type.
@@ -286,7 +287,13 @@ export class FrameWriter {
    * @returns This writer.
    */
   kv(name: Text, type: DataType, value: Value): this {
-    return this.raw(name).typed(type, value);
+    const start = this.#pos;
+    try {
+      return this.raw(name).typed(type, value);
+    } catch (err) {
+      this.#pos = start;
+      throw err;
+    }
   }
 
   /**
@@ -314,12 +321,13 @@ export class FrameWriter {
    * @returns This writer.
    */
   arg(name: Text, type: DataType, value: Value): this {
-    return this.raw(name).typed(type, value);
+    return this.kv(name, type, value);
   }
 
   /**
    * Writes a set-var action: `01 03 <scope> <raw name> <typed value>`.
-   * A NULL value makes HAProxy unset the variable.
+   * A NULL value makes HAProxy unset the variable. When the value is refused,
+   * nothing of the action is written.
    *
    * @param scope The variable's scope (`VarScope`).
    * @param name The name without scope or prefix, e.g. `"ip_score"`.
@@ -328,12 +336,18 @@ export class FrameWriter {
    * @returns This writer.
    */
   setVar(scope: number, name: Text, type: DataType, value: Value): this {
+    const start = this.#pos;
     this.#ensure(3);
-    this.#buf[this.#pos] = 1;
-    this.#buf[this.#pos + 1] = 3;
-    this.#buf[this.#pos + 2] = scope;
-    this.#pos += 3;
-    return this.raw(name).typed(type, value);
+    this.#buf[start] = 1;
+    this.#buf[start + 1] = 3;
+    this.#buf[start + 2] = scope;
+    this.#pos = start + 3;
+    try {
+      return this.raw(name).typed(type, value);
+    } catch (err) {
+      this.#pos = start; // A bad value leaves no half-written action behind.
+      throw err;
+    }
   }
 
   /**

@@ -1,0 +1,69 @@
+/**
+ * The contract between a session and the runtime that owns its socket. A
+ * runtime adapter (`./runtime/*.ts`) gives each accepted connection a
+ * {@linkcode Conn} and forwards socket events to the {@linkcode ConnHandler}
+ * it got back; the session knows nothing else about sockets.
+ *
+ * @module
+ */
+
+/** One TCP connection, as the session sees it. */
+export interface Conn {
+  /** The peer's address, for logs (e.g. `"127.0.0.1:41234"`). */
+  readonly remote: string;
+  /** Bytes accepted by `write()` that the kernel has not taken yet. */
+  readonly queued: number;
+  /**
+   * Sends bytes. The connection copies what it cannot send at once, so the
+   * caller may reuse `bytes` as soon as this returns. Each call is one
+   * socket write when the socket has room.
+   */
+  write(bytes: Uint8Array): void;
+  /** Stops delivering data until `resume()`. */
+  pause(): void;
+  /** Delivers data again after `pause()`. */
+  resume(): void;
+  /** Sends what is queued, then closes. Safe to call more than once. */
+  close(): void;
+  /** Closes at once, dropping queued output. Safe to call more than once. */
+  destroy(): void;
+}
+
+/** What a connection reports to (implemented by the session). */
+export interface ConnHandler {
+  /**
+   * Bytes arrived. `bytes` may be a reused read buffer: it is only valid
+   * during this call.
+   */
+  onData(bytes: Uint8Array, length: number): void;
+  /** Everything queued was sent. */
+  onDrain(): void;
+  /** The connection is closed (by either side, or by an error). Called once. */
+  onClose(): void;
+}
+
+/** Where and how to listen. */
+export interface ListenOptions {
+  /** Address to bind; `"0.0.0.0"` for all IPv4 interfaces. */
+  hostname: string;
+  /** Port to bind; 0 picks a free one. */
+  port: number;
+  /** Share the port with other listeners of this process (SO_REUSEPORT). */
+  reusePort?: boolean;
+}
+
+/** A listening socket. */
+export interface Listener {
+  /** The bound address. */
+  readonly hostname: string;
+  /** The bound port (the real one when 0 was asked for). */
+  readonly port: number;
+  /** Stops accepting; open connections stay. */
+  close(): void;
+}
+
+/** Called for each accepted connection; returns who receives its events. */
+export type Accept = (conn: Conn) => ConnHandler;
+
+/** Opens a listener with a runtime's own sockets. */
+export type Listen = (options: ListenOptions, accept: Accept) => Promise<Listener>;

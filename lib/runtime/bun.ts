@@ -1,0 +1,186 @@
+/**
+ * Sockets on Bun: `Bun.listen` with one shared set of handlers and the
+ * connection object in `socket.data` (`../shared/docs/platform.md`: Bun's
+ * `socket.write` returns how many bytes the kernel took and keeps none of the
+ * rest, so the rest is queued here and sent on `drain`).
+ *
+ * The Bun API is described by local interfaces, so that `deno check` needs
+ * no Bun type package.
+ *
+ * @module
+ */
+
+import type { Conn, ConnHandler, Listen, Listener } from "../conn.ts";
+
+interface BunSocket {
+  data: BunConn;
+  readonly remoteAddress: string;
+  readonly remotePort?: number;
+  write(data: Uint8Array): number;
+  end(): void;
+  terminate(): void;
+  pause(): void;
+  resume(): void;
+  setNoDelay?(enabled: boolean): void;
+}
+
+interface BunSocketHandlers {
+  open(socket: BunSocket): void;
+  data(socket: BunSocket, data: Uint8Array): void;
+  drain(socket: BunSocket): void;
+  close(socket: BunSocket): void;
+  error(socket: BunSocket, error: Error): void;
+  end(socket: BunSocket): void;
+}
+
+interface BunTcpListener {
+  readonly hostname: string;
+  readonly port: number;
+  stop(closeActiveConnections?: boolean): void;
+}
+
+interface BunApi {
+  listen(options: {
+    hostname: string;
+    port: number;
+    reusePort?: boolean;
+    socket: BunSocketHandlers;
+  }): BunTcpListener;
+}
+
+const Bun = (globalThis as unknown as { Bun: BunApi }).Bun;
+
+/**
+ * Listens with `Bun.listen` and serves each accepted connection.
+ *
+ * @param options Address, port and SO_REUSEPORT.
+ * @param accept Called for each connection.
+ * @returns The listener.
+ */
+export const listen: Listen = (options, accept) => {
+  const server = Bun.listen({
+    hostname: options.hostname,
+    port: options.port,
+    ...(options.reusePort ? { reusePort: true } : {}),
+    socket: {
+      open(socket) {
+        const conn = new BunConn(socket);
+        socket.data = conn;
+        try {
+          conn.handler = accept(conn);
+        } catch {
+          socket.end();
+        }
+      },
+      data(socket, data) {
+        socket.data.handler?.onData(data, data.length);
+      },
+      drain(socket) {
+        socket.data.flush();
+      },
+      end(socket) {
+        socket.end(); // The peer is done sending: close our side too.
+      },
+      close(socket) {
+        socket.data.closed();
+      },
+      error(socket) {
+        socket.data.closed();
+      },
+    },
+  });
+  const result: Listener = {
+    hostname: server.hostname,
+    port: server.port,
+    close: () => server.stop(false),
+  };
+  return Promise.resolve(result);
+};
+
+class BunConn implements Conn {
+  readonly remote: string;
+  handler: ConnHandler | undefined;
+  readonly #socket: BunSocket;
+  #out = new Uint8Array(0);
+  #outLen = 0;
+  #closeRequested = false;
+  #closed = false;
+
+  constructor(socket: BunSocket) {
+    this.#socket = socket;
+    const host = socket.remoteAddress;
+    const port = socket.remotePort;
+    this.remote = port === undefined
+      ? host
+      : host.includes(":")
+      ? `[${host}]:${port}`
+      : `${host}:${port}`;
+  }
+
+  get queued(): number {
+    return this.#outLen;
+  }
+
+  write(bytes: Uint8Array): void {
+    if (this.#closed || this.#closeRequested) return;
+    let rest = bytes;
+    if (this.#outLen === 0) {
+      const n = this.#socket.write(bytes);
+      if (n >= bytes.length) return;
+      rest = n > 0 ? bytes.subarray(n) : bytes;
+    }
+    this.#queue(rest);
+  }
+
+  /** Sends queued output (on `drain`). */
+  flush(): void {
+    if (this.#outLen === 0 || this.#closed) return;
+    const n = this.#socket.write(this.#out.subarray(0, this.#outLen));
+    if (n > 0) {
+      this.#out.copyWithin(0, n, this.#outLen);
+      this.#outLen -= n;
+    }
+    if (this.#outLen > 0) return;
+    if (this.#closeRequested) this.#socket.end();
+    else this.handler?.onDrain();
+  }
+
+  pause(): void {
+    if (!this.#closed) this.#socket.pause();
+  }
+
+  resume(): void {
+    if (!this.#closed) this.#socket.resume();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    if (this.#outLen > 0) this.#closeRequested = true;
+    else this.#socket.end();
+  }
+
+  destroy(): void {
+    if (this.#closed) return;
+    this.#outLen = 0;
+    this.#socket.terminate();
+  }
+
+  /** The socket is gone (`close` or `error`). */
+  closed(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#outLen = 0;
+    this.handler?.onClose();
+  }
+
+  #queue(bytes: Uint8Array): void {
+    const need = this.#outLen + bytes.length;
+    if (need > this.#out.length) {
+      const grown = new Uint8Array(Math.max(need, this.#out.length * 2, 16 * 1024));
+      grown.set(this.#out.subarray(0, this.#outLen));
+      this.#out = grown;
+    }
+    this.#out.set(bytes, this.#outLen);
+    this.#outLen = need;
+  }
+}

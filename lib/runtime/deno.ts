@@ -1,0 +1,204 @@
+/**
+ * Sockets on Deno: `Deno.listen`, one read loop per connection into a reused
+ * buffer, and a write pump that sends queued output in as few writes as
+ * possible (`../shared/docs/platform.md`: Deno's `conn.write` may write part
+ * of a buffer and is asynchronous, so output is copied and queued).
+ *
+ * @module
+ */
+
+import type { Accept, Conn, ConnHandler, Listen, Listener } from "../conn.ts";
+
+const READ_BUFFER_SIZE = 64 * 1024;
+/** Pause before accepting again after a failed accept (EMFILE and the like). */
+const ACCEPT_RETRY_MS = 50;
+
+/**
+ * Listens with `Deno.listen` and serves each accepted connection.
+ * `reusePort` needs Deno's `--unstable-net` flag.
+ *
+ * @param options Address, port and SO_REUSEPORT.
+ * @param accept Called for each connection.
+ * @returns The listener.
+ */
+export const listen: Listen = (options, accept) => {
+  const listener = Deno.listen({
+    hostname: options.hostname,
+    port: options.port,
+    transport: "tcp",
+    ...(options.reusePort ? { reusePort: true } : {}),
+  });
+  const state = { closed: false };
+  void acceptLoop(listener, accept, state);
+  const addr = listener.addr as Deno.NetAddr;
+  const result: Listener = {
+    hostname: addr.hostname,
+    port: addr.port,
+    close: () => {
+      state.closed = true;
+      try {
+        listener.close();
+      } catch {
+        // Already closed.
+      }
+    },
+  };
+  return Promise.resolve(result);
+};
+
+async function acceptLoop(
+  listener: Deno.TcpListener,
+  accept: Accept,
+  state: { closed: boolean },
+): Promise<void> {
+  for (;;) {
+    let conn: Deno.TcpConn;
+    try {
+      conn = await listener.accept();
+    } catch (err) {
+      if (state.closed || err instanceof Deno.errors.BadResource) return; // Closed.
+      // Out of descriptors (EMFILE, ENFILE) or an aborted connection: the
+      // listener still works, so wait a little and accept again. Returning
+      // would leave nothing pending, and Deno would exit with status 0.
+      await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+      continue;
+    }
+    const wrapped = new DenoConn(conn);
+    try {
+      wrapped.start(accept(wrapped));
+    } catch {
+      wrapped.close();
+    }
+  }
+}
+
+class DenoConn implements Conn {
+  readonly remote: string;
+  readonly #conn: Deno.TcpConn;
+  #handler: ConnHandler | undefined;
+  /** Output waiting for the next write. */
+  #out = new Uint8Array(16 * 1024);
+  #outLen = 0;
+  /** The buffer being written and how much of it is left. */
+  #spare = new Uint8Array(16 * 1024);
+  #inWrite = 0;
+  #writing = false;
+  #closeRequested = false;
+  #closed = false;
+  #paused = false;
+  #wake: (() => void) | undefined;
+
+  constructor(conn: Deno.TcpConn) {
+    this.#conn = conn;
+    const addr = conn.remoteAddr;
+    this.remote = addr.hostname.includes(":")
+      ? `[${addr.hostname}]:${addr.port}`
+      : `${addr.hostname}:${addr.port}`;
+    try {
+      conn.setNoDelay(true);
+    } catch {
+      // The peer may already be gone.
+    }
+  }
+
+  get queued(): number {
+    return this.#outLen + this.#inWrite;
+  }
+
+  start(handler: ConnHandler): void {
+    this.#handler = handler;
+    void this.#readLoop();
+  }
+
+  write(bytes: Uint8Array): void {
+    if (this.#closed || this.#closeRequested) return;
+    const need = this.#outLen + bytes.length;
+    if (need > this.#out.length) {
+      let size = this.#out.length * 2;
+      while (size < need) size *= 2;
+      const grown = new Uint8Array(size);
+      grown.set(this.#out.subarray(0, this.#outLen));
+      this.#out = grown;
+    }
+    this.#out.set(bytes, this.#outLen);
+    this.#outLen = need;
+    if (!this.#writing) void this.#pump();
+  }
+
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    this.#paused = false;
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  close(): void {
+    if (this.#writing || this.#outLen > 0) this.#closeRequested = true;
+    else this.#shutdown();
+  }
+
+  destroy(): void {
+    this.#shutdown();
+  }
+
+  async #readLoop(): Promise<void> {
+    const buf = new Uint8Array(READ_BUFFER_SIZE);
+    try {
+      while (!this.#closed) {
+        if (this.#paused) {
+          await new Promise<void>((resolve) => this.#wake = resolve);
+          continue;
+        }
+        const n = await this.#conn.read(buf);
+        if (n === null || this.#closed) break;
+        this.#handler!.onData(buf, n);
+      }
+    } catch {
+      // A reset or a read after close: both end the connection quietly.
+    }
+    this.#shutdown();
+  }
+
+  async #pump(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#outLen > 0 && !this.#closed) {
+        const buf = this.#out;
+        const len = this.#outLen;
+        this.#out = this.#spare;
+        this.#spare = buf;
+        this.#outLen = 0;
+        this.#inWrite = len;
+        let off = 0;
+        while (off < len) {
+          off += await this.#conn.write(buf.subarray(off, len));
+          this.#inWrite = len - off;
+        }
+      }
+    } catch {
+      this.#writing = false;
+      this.#shutdown(); // Broken pipe or reset: a quiet close.
+      return;
+    }
+    this.#writing = false;
+    if (this.#closeRequested) this.#shutdown();
+    else if (!this.#closed) this.#handler?.onDrain();
+  }
+
+  #shutdown(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#outLen = this.#inWrite = 0;
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed.
+    }
+    this.resume();
+    this.#handler?.onClose();
+  }
+}

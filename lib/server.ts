@@ -1,0 +1,113 @@
+/**
+ * A listening agent: accepts connections with the runtime's sockets and runs
+ * one {@linkcode Session} per connection.
+ *
+ * @module
+ */
+
+import type { Listen } from "./conn.ts";
+import type { Agent } from "./handler.ts";
+import { createLogger, type Logger } from "./log.ts";
+import { DEFAULT_SESSION_OPTIONS, Session, type SessionOptions, type Timers } from "./session.ts";
+import { runtimeListen } from "./runtime/mod.ts";
+
+/** Options of {@linkcode serve}; session options default as in `DEFAULT_SESSION_OPTIONS`. */
+export interface ServeOptions extends Partial<SessionOptions> {
+  /** Address to bind; `"0.0.0.0"` (all IPv4 interfaces) by default. */
+  hostname?: string;
+  /** Port to bind; 12345 by default, 0 for any free port. */
+  port?: number;
+  /** Bind with SO_REUSEPORT, so that several listeners share the port. */
+  reusePort?: boolean;
+  /** Where to log; info level on stderr by default. */
+  log?: Logger;
+  /** The socket adapter; the current runtime's by default. */
+  listen?: Listen;
+  /** Timer functions for sessions (tests inject their own). */
+  timers?: Timers;
+}
+
+/** A running agent. */
+export interface Server {
+  /** The bound address. */
+  readonly hostname: string;
+  /** The bound port. */
+  readonly port: number;
+  /** Connections open now. */
+  readonly connections: number;
+  /**
+   * Stops accepting, lets each session finish its in-flight NOTIFYs and send
+   * AGENT-DISCONNECT (status 0), and closes what is left after `graceMs`.
+   *
+   * @param graceMs How long sessions may take to drain.
+   * @returns When every connection is closed.
+   */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+/**
+ * Starts an agent.
+ *
+ * @param agent The message handlers.
+ * @param options Where to listen and how sessions behave.
+ * @returns The running server.
+ *
+ * @example Serve one message on a free port, then stop
+ * ```ts ignore
+ * import { Agent } from "./handler.ts";
+ * import { serve } from "./server.ts";
+ *
+ * const agent = new Agent().on("hello", (_msg, reply) => void reply.setVar("txn", "seen", true));
+ * const server = await serve(agent, { hostname: "127.0.0.1", port: 0 });
+ * await server.shutdown();
+ * ```
+ */
+export async function serve(agent: Agent, options: ServeOptions = {}): Promise<Server> {
+  const log = options.log ?? createLogger();
+  const sessionOptions: SessionOptions = { ...DEFAULT_SESSION_OPTIONS };
+  for (const key of Object.keys(DEFAULT_SESSION_OPTIONS) as (keyof SessionOptions)[]) {
+    if (options[key] !== undefined) Object.assign(sessionOptions, { [key]: options[key] });
+  }
+  const listen = options.listen ?? await runtimeListen();
+  const sessions = new Set<Session>();
+  let nextId = 1;
+  const listener = await listen(
+    {
+      hostname: options.hostname ?? "0.0.0.0",
+      port: options.port ?? 12345,
+      ...(options.reusePort ? { reusePort: true } : {}),
+    },
+    (conn) => {
+      const id = nextId++;
+      const connLog = log.child(`#${id}`);
+      if (connLog.debugEnabled) connLog.debug(`accepted ${conn.remote}`);
+      const session = new Session(conn, agent, sessionOptions, connLog, options.timers);
+      sessions.add(session);
+      void session.closed.then(() => sessions.delete(session));
+      return session;
+    },
+  );
+  log.info(`listening on ${listener.hostname}:${listener.port}`);
+
+  let stopping: Promise<void> | undefined;
+  return {
+    hostname: listener.hostname,
+    port: listener.port,
+    get connections() {
+      return sessions.size;
+    },
+    shutdown(graceMs = 5000) {
+      stopping ??= (async () => {
+        listener.close();
+        const all = [...sessions].map((s) => s.shutdown());
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<void>((resolve) => timer = setTimeout(resolve, graceMs));
+        await Promise.race([Promise.all(all), late]);
+        clearTimeout(timer);
+        for (const s of sessions) s.abort();
+        await Promise.all([...sessions].map((s) => s.closed));
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,554 @@
+/**
+ * One SPOP connection, from HAPROXY-HELLO to close (`../shared/docs/spop.md`
+ * §4–§11, checklist §17). The session talks to its socket only through a
+ * {@linkcode Conn} and uses no runtime globals besides timers and
+ * `queueMicrotask`, so the same code runs on Deno, on Bun and in tests.
+ *
+ * - The first frame must be a HAPROXY-HELLO; the answer is an AGENT-HELLO with
+ *   version 2.0, min(HAProxy's, ours) as max-frame-size and the capabilities
+ *   both sides use. A health-check HELLO gets its answer, then a close.
+ * - Every NOTIFY gets exactly one ACK with its stream-id and frame-id, in the
+ *   order handlers finish, whatever the handlers do (throw, reject, ignore).
+ * - Protocol errors close the connection with an AGENT-DISCONNECT carrying
+ *   the status code; HAPROXY-DISCONNECT is answered, then the connection
+ *   closes; EOF and resets close quietly.
+ * - ACKs produced while handling one read leave in one write; reading pauses
+ *   while too much output is queued or too many NOTIFYs are in flight.
+ *
+ * @module
+ */
+
+import type { Conn, ConnHandler } from "./conn.ts";
+import type { Logger } from "./log.ts";
+import { type Agent, Message, Reply } from "./handler.ts";
+import {
+  decodeDisconnect,
+  decodeHaproxyHello,
+  type Frame,
+  FrameScanner,
+  FrameType,
+  FrameWriter,
+  hasCapability,
+  MessageReader,
+  negotiateMaxFrameSize,
+  pickVersion,
+  SpopError,
+  Status,
+  VarScope,
+  writeAgentHello,
+  writeDisconnect,
+} from "./spop.ts";
+import { Fragment, Reassembly } from "./_fragments.ts";
+
+/** Timer functions; injectable for tests. */
+export interface Timers {
+  /** Calls `fn` after `ms` milliseconds; returns a handle. */
+  setTimeout(fn: () => void, ms: number): unknown;
+  /** Cancels a handle from `setTimeout`. */
+  clearTimeout(handle: unknown): void;
+}
+
+/** How a session behaves. */
+export interface SessionOptions {
+  /** Our largest frame (`-m`); the answer is min(HAProxy's, this). */
+  maxFrameSize: number;
+  /** Announce `pipelining` when HAProxy offers it. */
+  pipelining: boolean;
+  /** Announce `async` when HAProxy offers it (HAProxy ≤ 3.0). */
+  async: boolean;
+  /** Announce `fragmentation` and reassemble fragmented NOTIFYs (HAProxy 2.x). */
+  fragmentation: boolean;
+  /** Milliseconds to wait for HAPROXY-HELLO before closing. */
+  helloTimeout: number;
+  /** Milliseconds to hold each ACK back (`-t`, to exercise HAProxy's timeouts). */
+  replyDelay: number;
+  /** Close with AGENT-DISCONNECT after this many NOTIFYs (`-f`); 0 never. */
+  closeAfterFrames: number;
+  /** Allow ACKs without actions (HAProxy 3.1.0 hangs on them, §7.3). */
+  emptyAcks: boolean;
+  /** NOTIFYs in flight on one connection before reading pauses. */
+  maxInFlight: number;
+  /** Queued output bytes before reading pauses. */
+  maxQueuedBytes: number;
+  /** The largest reassembled NOTIFY payload (with `fragmentation`). */
+  maxReassembledSize: number;
+}
+
+/** The defaults: those of HAProxy's example agent where it has one. */
+export const DEFAULT_SESSION_OPTIONS: Readonly<SessionOptions> = {
+  maxFrameSize: 16384,
+  pipelining: true,
+  async: false,
+  fragmentation: false,
+  helloTimeout: 5000,
+  replyDelay: 0,
+  closeAfterFrames: 0,
+  emptyAcks: false,
+  maxInFlight: 1024,
+  maxQueuedBytes: 1 << 20,
+  maxReassembledSize: 1 << 20,
+};
+
+const GLOBAL_TIMERS: Timers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as number),
+};
+
+const State = { HELLO: 0, RUNNING: 1, DRAINING: 2, CLOSING: 3, CLOSED: 4 } as const;
+type State = typeof State[keyof typeof State];
+
+const TYPE_NAMES: Record<number, string> = {
+  [FrameType.UNSET]: "UNSET",
+  [FrameType.HAPROXY_HELLO]: "HAPROXY-HELLO",
+  [FrameType.HAPROXY_DISCONNECT]: "HAPROXY-DISCONNECT",
+  [FrameType.NOTIFY]: "NOTIFY",
+  [FrameType.AGENT_HELLO]: "AGENT-HELLO",
+  [FrameType.AGENT_DISCONNECT]: "AGENT-DISCONNECT",
+  [FrameType.ACK]: "ACK",
+};
+
+const NO_ACTIONS = new Uint8Array(0);
+
+/**
+ * A DISCONNECT message is cut to this many characters, each made ASCII, so
+ * that it fits any frame size (256 at least).
+ */
+const MAX_REASON = 200;
+
+/** One NOTIFY waiting for its handlers. */
+class Pending {
+  streamId: number | bigint = 0;
+  frameId: number | bigint = 0;
+  /** Handlers that have not finished. */
+  waiting = 0;
+  readonly reply = new Reply();
+}
+
+/**
+ * The state machine of one connection. The adapter feeds it socket events
+ * through {@linkcode ConnHandler}; `shutdown()` ends it gracefully.
+ */
+export class Session implements ConnHandler {
+  readonly #conn: Conn;
+  readonly #agent: Agent;
+  readonly #opts: SessionOptions;
+  readonly #log: Logger;
+  readonly #timers: Timers;
+  readonly #scanner: FrameScanner;
+  readonly #writer = new FrameWriter(16384);
+  readonly #reader = new MessageReader();
+  readonly #pendingPool: Pending[] = [];
+  readonly #messagePool: Message[] = [];
+  readonly #closed: Promise<void>;
+  #resolveClosed!: () => void;
+
+  #state: State = State.HELLO;
+  #maxFrameSize: number;
+  #fragments: Reassembly | undefined;
+  #helloTimer: unknown;
+  #inFlight = 0;
+  #notifies = 0;
+  #inData = false;
+  #flushQueued = false;
+  #outputFull = false;
+  #readPaused = false;
+
+  /**
+   * @param conn The connection.
+   * @param agent The handlers.
+   * @param options Behaviour; see {@linkcode DEFAULT_SESSION_OPTIONS}.
+   * @param log Where this connection logs.
+   * @param timers Timer functions (the global ones by default).
+   */
+  constructor(
+    conn: Conn,
+    agent: Agent,
+    options: SessionOptions,
+    log: Logger,
+    timers: Timers = GLOBAL_TIMERS,
+  ) {
+    this.#conn = conn;
+    this.#agent = agent;
+    this.#opts = options;
+    this.#log = log;
+    this.#timers = timers;
+    this.#maxFrameSize = options.maxFrameSize;
+    this.#scanner = new FrameScanner(options.maxFrameSize);
+    this.#closed = new Promise((resolve) => this.#resolveClosed = resolve);
+    this.#helloTimer = timers.setTimeout(() => {
+      this.#helloTimer = undefined;
+      this.#disconnect(
+        Status.TIMEOUT,
+        `no HAPROXY-HELLO within ${options.helloTimeout} ms`,
+      );
+    }, options.helloTimeout);
+  }
+
+  /** Resolves once the connection is closed. */
+  get closed(): Promise<void> {
+    return this.#closed;
+  }
+
+  /** NOTIFYs received and not yet acknowledged. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /**
+   * Ends the session gracefully: stop reading, let in-flight NOTIFYs get
+   * their ACKs, send AGENT-DISCONNECT (status 0), close.
+   *
+   * @returns The `closed` promise.
+   */
+  shutdown(): Promise<void> {
+    if (this.#state === State.HELLO) this.#disconnect(Status.NORMAL, "agent is stopping");
+    else if (this.#state === State.RUNNING) this.#drain();
+    return this.#closed;
+  }
+
+  /** Closes at once, without DISCONNECT, queued output or waiting for handlers. */
+  abort(): void {
+    if (this.#state === State.CLOSED) return;
+    this.#state = State.CLOSING;
+    this.#clearHelloTimer();
+    this.#writer.reset(); // ACKs waiting for the queued flush must not follow destroy().
+    this.#conn.destroy();
+  }
+
+  onData(bytes: Uint8Array, length: number): void {
+    if (this.#state >= State.DRAINING) return;
+    this.#inData = true;
+    try {
+      this.#scanner.push(bytes, length);
+      for (let frame = this.#scanner.next(); frame !== null; frame = this.#scanner.next()) {
+        this.#frame(frame);
+        if (this.#state >= State.DRAINING) break;
+      }
+    } catch (err) {
+      this.#fail(err);
+    }
+    this.#inData = false;
+    this.#flush();
+  }
+
+  onDrain(): void {
+    if (!this.#outputFull) return;
+    this.#outputFull = false;
+    this.#updateReading();
+  }
+
+  onClose(): void {
+    if (this.#state === State.CLOSED) return;
+    if (this.#state < State.CLOSING && this.#log.debugEnabled) {
+      this.#log.debug(`closed by peer with ${this.#inFlight} NOTIFY in flight`);
+    }
+    this.#state = State.CLOSED;
+    this.#clearHelloTimer();
+    this.#resolveClosed();
+  }
+
+  #frame(frame: Frame): void {
+    if (this.#log.debugEnabled) {
+      const name = TYPE_NAMES[frame.type] ?? `type ${frame.type}`;
+      const flags = (frame.fin ? "" : " no-FIN") + (frame.abort ? " ABORT" : "");
+      this.#log.debug(
+        `<- ${name} stream=${frame.streamId} frame=${frame.frameId} length=${frame.length}${flags}`,
+      );
+    }
+    if (this.#state === State.HELLO) return this.#hello(frame);
+    switch (frame.type) {
+      case FrameType.NOTIFY:
+      case FrameType.UNSET:
+        if (frame.fin && frame.type === FrameType.NOTIFY && !this.#fragments?.open) {
+          return this.#notify(
+            frame.buf,
+            frame.payloadStart,
+            frame.end,
+            frame.streamId,
+            frame.frameId,
+          );
+        }
+        return this.#fragment(frame);
+      case FrameType.HAPROXY_DISCONNECT:
+        return this.#peerDisconnect(frame);
+      case FrameType.HAPROXY_HELLO:
+      case FrameType.AGENT_HELLO:
+      case FrameType.AGENT_DISCONNECT:
+      case FrameType.ACK:
+        throw new SpopError(
+          Status.INVALID_FRAME,
+          `Cannot accept ${TYPE_NAMES[frame.type]} frame after the handshake`,
+        );
+      default:
+        if (this.#log.debugEnabled) this.#log.debug(`skipping unknown frame type ${frame.type}`);
+    }
+  }
+
+  #hello(frame: Frame): void {
+    if (frame.type !== FrameType.HAPROXY_HELLO) {
+      throw new SpopError(
+        Status.INVALID_FRAME,
+        `Cannot start session: first frame is ${
+          TYPE_NAMES[frame.type] ?? `type ${frame.type}`
+        }, expected HAPROXY-HELLO`,
+      );
+    }
+    const hello = decodeHaproxyHello(frame);
+    if (pickVersion(hello.supportedVersions) === undefined) {
+      throw new SpopError(
+        Status.BAD_VERSION,
+        `Cannot start session: no 2.x version in "${hello.supportedVersions}"`,
+      );
+    }
+    const size = negotiateMaxFrameSize(hello.maxFrameSize, this.#opts.maxFrameSize);
+    const caps: string[] = [];
+    if (this.#opts.pipelining && hasCapability(hello.capabilities, "pipelining")) {
+      caps.push("pipelining");
+    }
+    if (this.#opts.async && hasCapability(hello.capabilities, "async")) caps.push("async");
+    if (this.#opts.fragmentation && !hello.healthcheck) {
+      caps.push("fragmentation");
+      this.#fragments = new Reassembly(this.#opts.maxReassembledSize);
+    }
+    const capabilities = caps.join(",");
+    writeAgentHello(this.#writer, { maxFrameSize: size, capabilities });
+    this.#clearHelloTimer();
+    this.#maxFrameSize = size;
+    this.#scanner.maxLength = size;
+    if (this.#log.debugEnabled) {
+      this.#log.debug(
+        `handshake: HAProxy offers versions "${hello.supportedVersions}", max-frame-size ${hello.maxFrameSize}, capabilities "${hello.capabilities}"${
+          hello.healthcheck ? ", health check" : ""
+        }${
+          hello.engineId ? `, engine-id ${hello.engineId}` : ""
+        }; agent answers 2.0, ${size}, "${capabilities}"`,
+      );
+    }
+    if (hello.healthcheck) {
+      this.#state = State.CLOSING;
+      this.#flush();
+      this.#conn.close();
+      return;
+    }
+    this.#state = State.RUNNING;
+  }
+
+  #fragment(frame: Frame): void {
+    const fragments = this.#fragments;
+    if (fragments === undefined) {
+      throw new SpopError(
+        Status.FRAGMENTATION_NOT_SUPPORTED,
+        `Cannot accept fragment of frame ${frame.streamId}/${frame.frameId}: fragmentation was not negotiated`,
+      );
+    }
+    const result = fragments.add(frame);
+    if (result === Fragment.COMPLETE) {
+      const payload = fragments.bytes();
+      this.#notify(payload, 0, payload.length, fragments.streamId, fragments.frameId);
+    } else if (result === Fragment.ABORTED && this.#log.debugEnabled) {
+      this.#log.debug(`frame ${frame.streamId}/${frame.frameId} aborted by HAProxy`);
+    }
+  }
+
+  #notify(
+    buf: Uint8Array,
+    start: number,
+    end: number,
+    streamId: number | bigint,
+    frameId: number | bigint,
+  ): void {
+    this.#notifies++;
+    const pending = this.#acquirePending(streamId, frameId);
+    const reader = this.#reader.reset(buf, start, end);
+    while (reader.next()) {
+      const handler = this.#agent.find(reader, buf);
+      if (handler === undefined) {
+        if (this.#log.debugEnabled) this.#log.debug(`no handler for message "${reader.name()}"`);
+        continue;
+      }
+      const message = this.#messagePool.pop() ?? new Message();
+      message.load(reader, buf);
+      let result: void | PromiseLike<void>;
+      try {
+        result = handler(message, pending.reply);
+      } catch (err) {
+        this.#handlerFailed(message, err);
+        this.#messagePool.push(message);
+        continue;
+      }
+      // `!= null`: a handler typed `void` may return anything, null included.
+      if (result != null && typeof result.then === "function") {
+        message.detach();
+        pending.waiting++;
+        // Promise.resolve() settles once even for a thenable that calls back
+        // twice or throws from then().
+        Promise.resolve(result).then(
+          () => this.#handlerDone(pending, message),
+          (err: unknown) => {
+            this.#handlerFailed(message, err);
+            this.#handlerDone(pending, message);
+          },
+        );
+      } else {
+        this.#messagePool.push(message);
+      }
+    }
+    if (pending.waiting === 0) this.#complete(pending);
+    const limit = this.#opts.closeAfterFrames;
+    if (limit > 0 && this.#notifies >= limit && this.#state === State.RUNNING) {
+      if (this.#log.debugEnabled) this.#log.debug(`closing after ${limit} frames (-f)`);
+      this.#drain();
+    }
+  }
+
+  #handlerFailed(message: Message, err: unknown): void {
+    const detail = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    this.#log.error(`handler for message "${message.name}" failed: ${detail}`);
+  }
+
+  #handlerDone(pending: Pending, message: Message): void {
+    this.#messagePool.push(message);
+    if (--pending.waiting === 0) this.#complete(pending);
+  }
+
+  #complete(pending: Pending): void {
+    const delay = this.#opts.replyDelay;
+    if (delay > 0) this.#timers.setTimeout(() => this.#ack(pending), delay);
+    else this.#ack(pending);
+  }
+
+  #ack(pending: Pending): void {
+    if (this.#state >= State.CLOSING) {
+      this.#releasePending(pending);
+      return;
+    }
+    const w = this.#writer;
+    const actions = pending.reply.bytes();
+    w.begin(FrameType.ACK, pending.streamId, pending.frameId);
+    this.#actions(actions);
+    try {
+      w.end(this.#maxFrameSize);
+    } catch (err) {
+      if (!(err instanceof RangeError)) throw err;
+      this.#log.error(
+        `ACK for ${pending.streamId}/${pending.frameId} dropped its actions: ${err.message}`,
+      );
+      w.begin(FrameType.ACK, pending.streamId, pending.frameId);
+      this.#actions(NO_ACTIONS);
+      w.end();
+    }
+    if (this.#log.debugEnabled) {
+      this.#log.debug(
+        `-> ACK stream=${pending.streamId} frame=${pending.frameId} actions=${pending.reply.size}`,
+      );
+    }
+    this.#releasePending(pending);
+    if (!this.#inData) this.#queueFlush();
+    if (this.#state === State.DRAINING && this.#inFlight === 0) this.#finishDrain();
+  }
+
+  /** Writes an ACK's actions, padding an empty list unless allowed (§7.3). */
+  #actions(actions: Uint8Array): void {
+    if (actions.length > 0) this.#writer.append(actions);
+    else if (!this.#opts.emptyAcks) this.#writer.unsetVar(VarScope.TXN, "_");
+  }
+
+  #peerDisconnect(frame: Frame): void {
+    const { status, message } = decodeDisconnect(frame);
+    const line = `HAProxy disconnects: status ${status} (${message})`;
+    if (status === Status.NORMAL) this.#log.debug(line);
+    else this.#log.info(line);
+    this.#disconnect(status, undefined);
+  }
+
+  #drain(): void {
+    this.#state = State.DRAINING;
+    this.#updateReading();
+    if (this.#inFlight === 0) this.#finishDrain();
+  }
+
+  #finishDrain(): void {
+    this.#disconnect(Status.NORMAL, undefined);
+  }
+
+  #fail(err: unknown): void {
+    if (err instanceof SpopError) {
+      this.#log.warn(`protocol error, closing with status ${err.status}: ${err.message}`);
+      this.#disconnect(err.status, err.message);
+      return;
+    }
+    const detail = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    this.#log.error(`internal error, closing with status ${Status.UNKNOWN}: ${detail}`);
+    this.#disconnect(Status.UNKNOWN, "internal error");
+  }
+
+  /** Sends AGENT-DISCONNECT and closes; later calls do nothing. */
+  #disconnect(status: number, reason: string | undefined): void {
+    if (this.#state >= State.CLOSING) return;
+    this.#state = State.CLOSING;
+    this.#clearHelloTimer();
+    const w = this.#writer;
+    w.cancel();
+    const message = reason === undefined
+      ? undefined
+      : reason.slice(0, MAX_REASON).replace(/[^\x20-\x7e]/g, "?");
+    writeDisconnect(w, FrameType.AGENT_DISCONNECT, status, message);
+    if (this.#log.debugEnabled) this.#log.debug(`-> AGENT-DISCONNECT status=${status}`);
+    this.#flush();
+    this.#conn.close();
+  }
+
+  #queueFlush(): void {
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    queueMicrotask(() => {
+      this.#flushQueued = false;
+      this.#flush();
+    });
+  }
+
+  #flush(): void {
+    const w = this.#writer;
+    if (w.size === 0 || this.#state === State.CLOSED) {
+      w.reset();
+      return;
+    }
+    this.#conn.write(w.bytes());
+    w.reset();
+    if (!this.#outputFull && this.#conn.queued > this.#opts.maxQueuedBytes) {
+      this.#outputFull = true;
+      this.#updateReading();
+    }
+  }
+
+  #updateReading(): void {
+    if (this.#state >= State.CLOSING) return;
+    const pause = this.#state === State.DRAINING || this.#outputFull ||
+      this.#inFlight >= this.#opts.maxInFlight;
+    if (pause === this.#readPaused) return;
+    this.#readPaused = pause;
+    if (pause) this.#conn.pause();
+    else this.#conn.resume();
+  }
+
+  #acquirePending(streamId: number | bigint, frameId: number | bigint): Pending {
+    const pending = this.#pendingPool.pop() ?? new Pending();
+    pending.streamId = streamId;
+    pending.frameId = frameId;
+    pending.waiting = 0;
+    pending.reply.clear();
+    if (++this.#inFlight >= this.#opts.maxInFlight) this.#updateReading();
+    return pending;
+  }
+
+  #releasePending(pending: Pending): void {
+    this.#pendingPool.push(pending);
+    if (this.#inFlight-- >= this.#opts.maxInFlight) this.#updateReading();
+  }
+
+  #clearHelloTimer(): void {
+    if (this.#helloTimer === undefined) return;
+    this.#timers.clearTimeout(this.#helloTimer);
+    this.#helloTimer = undefined;
+  }
+}
