@@ -27,7 +27,7 @@ async function run(cmd: string, args: string[]): Promise<{ code: number; output:
   const child = new Deno.Command(cmd, {
     args,
     cwd: root,
-    env: { NO_COLOR: "1", FORCE_COLOR: "0" },
+    env: { NO_COLOR: "1" },
     stdout: "piped",
     stderr: "piped",
   }).spawn();

@@ -1,0 +1,194 @@
+/**
+ * The `spoa` command line: flags of HAProxy's example agent (`spoa -h`) plus
+ * a few of our own, parsed strictly with `node:util` `parseArgs`. Parsing
+ * never exits: bad input throws a {@linkcode UsageError} whose message is one
+ * line naming the flag.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+
+/** The usage text of `spoa -h`. */
+export const USAGE =
+  `Usage: spoa [-h] [-d] [-p port] [-n workers] [-m max-frame-size] [-c capability]...
+            [-t delay] [-f frames] [-a address] [--seed N] [--version]
+
+HAProxy SPOE agent (SPOP 2.0) answering check-client-ip with a random sess.<prefix>.ip_score.
+
+Options:
+  -h, --help                 Show this help and exit.
+  -d, --debug                Log every frame and handshake.
+  -p, --port <port>          Port to listen on (0 for any free port). Default: 12345.
+  -n, --workers <n>          Worker threads. Default: 5.
+  -m, --max-frame-size <n>   Largest frame we accept, 256..16777216. Default: 16384.
+  -c, --capability <name>    Enable pipelining, async or fragmentation (repeatable, or
+                             comma-separated). Pipelining is always enabled.
+  -t, --delay <time>         Hold each reply back, e.g. 10ms, 500us, 1s (unit: ms). Default: 0.
+  -f, --close-after <n>      Close each connection after n NOTIFY frames. Default: never.
+  -a, --address <address>    Address to listen on. Default: 0.0.0.0 (all IPv4 interfaces).
+      --seed <n>             Make scores a fixed function of n and the client address.
+      --version              Print the version and exit.
+`;
+
+/** The parsed command line. */
+export interface CliOptions {
+  /** `-h`: print the usage and exit. */
+  help: boolean;
+  /** `--version`: print the version and exit. */
+  version: boolean;
+  /** `-d`: debug logging. */
+  debug: boolean;
+  /** `-p`: the port. */
+  port: number;
+  /** `-n`: worker threads. */
+  workers: number;
+  /** `-m`: our max-frame-size. */
+  maxFrameSize: number;
+  /** `-c pipelining` (always on; accepted for compatibility). */
+  pipelining: boolean;
+  /** `-c async`. */
+  async: boolean;
+  /** `-c fragmentation`. */
+  fragmentation: boolean;
+  /** `-t`, in milliseconds. */
+  replyDelay: number;
+  /** `-f`; 0 for never. */
+  closeAfterFrames: number;
+  /** `-a`. */
+  address: string;
+  /** `--seed`, if given. */
+  seed: number | undefined;
+}
+
+/** A bad command line; `message` is one line naming the flag. */
+export class UsageError extends Error {
+  /** @param message What is wrong, naming the flag. */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+const CAPABILITIES = ["pipelining", "async", "fragmentation"] as const;
+
+/**
+ * Parses the command line.
+ *
+ * @param argv The arguments after the program name.
+ * @returns The options, with defaults filled in.
+ * @throws {UsageError} For an unknown flag, a missing or bad value, or a
+ * positional argument.
+ *
+ * @example Usage
+ * ```ts
+ * import { parseCli } from "./cli.ts";
+ *
+ * const options = parseCli(["-p", "9000", "-c", "async", "-d"]);
+ * // options.port === 9000, options.async === true, options.workers === 5
+ * ```
+ */
+export function parseCli(argv: string[]): CliOptions {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        help: { type: "boolean", short: "h" },
+        debug: { type: "boolean", short: "d" },
+        port: { type: "string", short: "p" },
+        workers: { type: "string", short: "n" },
+        "max-frame-size": { type: "string", short: "m" },
+        capability: { type: "string", short: "c", multiple: true },
+        delay: { type: "string", short: "t" },
+        "close-after": { type: "string", short: "f" },
+        address: { type: "string", short: "a" },
+        seed: { type: "string" },
+        version: { type: "boolean" },
+      },
+    }));
+  } catch (err) {
+    throw new UsageError(describeParseError(err));
+  }
+  const caps = new Set<string>();
+  for (const value of values.capability ?? []) {
+    for (const item of value.split(",")) {
+      const cap = item.trim();
+      if (!(CAPABILITIES as readonly string[]).includes(cap)) {
+        throw new UsageError(
+          `Invalid value for -c: "${cap}" (expected pipelining, async or fragmentation)`,
+        );
+      }
+      caps.add(cap);
+    }
+  }
+  const address = values.address ?? "0.0.0.0";
+  if (address.trim() === "" || /\s/.test(address)) {
+    throw new UsageError(`Invalid value for -a: "${address}" (expected an address)`);
+  }
+  return {
+    help: values.help ?? false,
+    version: values.version ?? false,
+    debug: values.debug ?? false,
+    port: integer("-p", values.port, 12345, 0, 65535),
+    workers: integer("-n", values.workers, 5, 0, 1024),
+    maxFrameSize: integer("-m", values["max-frame-size"], 16384, 256, 16777216),
+    pipelining: true,
+    async: caps.has("async"),
+    fragmentation: caps.has("fragmentation"),
+    replyDelay: duration("-t", values.delay),
+    closeAfterFrames: integer("-f", values["close-after"], 0, 1, Number.MAX_SAFE_INTEGER),
+    address,
+    seed: values.seed === undefined ? undefined : integer("--seed", values.seed, 0, 0, 0xffff_ffff),
+  };
+}
+
+function integer(
+  flag: string,
+  text: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  if (text === undefined) return fallback;
+  const value = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!(value >= min && value <= max)) {
+    throw new UsageError(
+      `Invalid value for ${flag}: "${text}" (expected an integer from ${min} to ${max})`,
+    );
+  }
+  return value;
+}
+
+/** `-t`: a number with unit us, ms (default) or s; at most 60 s. Returns ms. */
+function duration(flag: string, text: string | undefined): number {
+  if (text === undefined) return 0;
+  const match = /^(\d+(?:\.\d+)?)(us|ms|s)?$/.exec(text);
+  const scale = { us: 0.001, ms: 1, s: 1000 }[match?.[2] ?? "ms"] ?? 1;
+  const ms = match ? Number(match[1]) * scale : NaN;
+  if (!(ms <= 60_000)) {
+    throw new UsageError(
+      `Invalid value for ${flag}: "${text}" (expected a time such as 10ms, 500us or 1s, at most 60s)`,
+    );
+  }
+  return ms;
+}
+
+/** Rewrites parseArgs errors (whose wording differs by runtime) into one line. */
+function describeParseError(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const code = (err as { code?: string }).code;
+  const quoted = /'([^']*)'/.exec(message)?.[1] ?? message;
+  switch (code) {
+    case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
+      return `Unknown option ${quoted}`;
+    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
+      return `Option ${quoted.replace(/ <value>$/, "")} needs a value`;
+    case "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL":
+      return `Unexpected argument ${quoted}`;
+    default:
+      return message.split("\n")[0]!;
+  }
+}

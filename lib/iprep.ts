@@ -1,0 +1,69 @@
+/**
+ * The IP-reputation service of HAProxy's example agent, written on the
+ * public API like any user's agent: message `check-client-ip` with one IPv4
+ * or IPv6 argument (named or not) gets `ip_score`, an integer 0..100 sent as
+ * UINT32, in scope `sess` (HAProxy sees `sess.<var-prefix>.ip_score`). Other
+ * messages, and this one with other arguments, are acknowledged without a
+ * score.
+ *
+ * @module
+ */
+
+import { Agent, DataType } from "./mod.ts";
+
+/** The message this service answers. */
+export const MESSAGE = "check-client-ip";
+/** The variable it sets. */
+export const VARIABLE = "ip_score";
+
+/** Options of {@linkcode ipReputation}. */
+export interface IpReputationOptions {
+  /** Make each score a fixed function of the seed and the address. */
+  seed?: number;
+  /** Source of randomness in [0, 1) when there is no seed; `Math.random` by default. */
+  random?: () => number;
+}
+
+/**
+ * The score a seed gives an address: a keyed hash (FNV-1a, then MurmurHash3's
+ * finaliser) reduced to 0..100, so tests can predict it.
+ *
+ * @param seed 0..2^32-1.
+ * @param address The address's 4 or 16 bytes.
+ * @returns 0..100.
+ *
+ * @example Usage
+ * ```ts
+ * import { seededScore } from "./iprep.ts";
+ *
+ * seededScore(7, new Uint8Array([127, 0, 0, 1])) === seededScore(7, new Uint8Array([127, 0, 0, 1])); // true
+ * ```
+ */
+export function seededScore(seed: number, address: Uint8Array): number {
+  let h = (0x811c9dc5 ^ seed) >>> 0;
+  for (let i = 0; i < address.length; i++) h = Math.imul(h ^ address[i]!, 0x01000193);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return (h >>> 0) % 101;
+}
+
+/**
+ * Builds the IP-reputation agent.
+ *
+ * @param options A seed for reproducible scores, or a random source.
+ * @returns An agent handling `check-client-ip`.
+ */
+export function ipReputation(options: IpReputationOptions = {}): Agent {
+  const { seed } = options;
+  const random = options.random ?? Math.random;
+  return new Agent().on(MESSAGE, (message, reply) => {
+    if (message.size !== 1) return;
+    const arg = message.arg(0)!;
+    if (arg.type !== DataType.IPV4 && arg.type !== DataType.IPV6) return;
+    const score = seed === undefined ? Math.floor(random() * 101) : seededScore(seed, arg.bytes());
+    reply.setVar("sess", VARIABLE, score, DataType.UINT32);
+  });
+}
