@@ -12,12 +12,28 @@ import { parseIPv4, parseIPv6 } from "./_ip.ts";
 import type { Value } from "./_data.ts";
 
 const utf8 = new TextEncoder();
-const INT32_MIN = -0x8000_0000;
-const INT32_MAX = 0x7fff_ffff;
-const UINT32_MAX = 0xffff_ffff;
-const INT64_MIN = -0x8000_0000_0000_0000n;
-const INT64_MAX = 0x7fff_ffff_ffff_ffffn;
-const UINT64_MAX = 0xffff_ffff_ffff_ffffn;
+/** The range of an integer type, as numbers (for number values) and as bigints. */
+interface IntBounds {
+  min: number;
+  max: number;
+  bigMin: bigint;
+  bigMax: bigint;
+}
+// Every safe integer fits the 64-bit types, so their number bounds are infinite.
+const INT32: IntBounds = {
+  min: -0x8000_0000,
+  max: 0x7fff_ffff,
+  bigMin: -0x8000_0000n,
+  bigMax: 0x7fff_ffffn,
+};
+const UINT32: IntBounds = { min: 0, max: 0xffff_ffff, bigMin: 0n, bigMax: 0xffff_ffffn };
+const INT64: IntBounds = {
+  min: -Infinity,
+  max: Infinity,
+  bigMin: -0x8000_0000_0000_0000n,
+  bigMax: 0x7fff_ffff_ffff_ffffn,
+};
+const UINT64: IntBounds = { min: 0, max: Infinity, bigMin: 0n, bigMax: 0xffff_ffff_ffff_ffffn };
 
 /** A name or string to write: text, or bytes already encoded (faster). */
 export type Text = string | Uint8Array;
@@ -241,13 +257,13 @@ export class FrameWriter {
         buf[this.#pos++] = value ? 0x11 : 0x01;
         return this;
       case DataType.INT32:
-        return this.#int(type, value, INT32_MIN, INT32_MAX);
+        return this.#int(type, value, INT32);
       case DataType.UINT32:
-        return this.#int(type, value, 0, UINT32_MAX);
+        return this.#int(type, value, UINT32);
       case DataType.INT64:
-        return this.#int(type, value, INT64_MIN, INT64_MAX);
+        return this.#int(type, value, INT64);
       case DataType.UINT64:
-        return this.#int(type, value, 0, UINT64_MAX);
+        return this.#int(type, value, UINT64);
       case DataType.IPV4:
       case DataType.IPV6: {
         const size = type === DataType.IPV4 ? 4 : 16;
@@ -366,17 +382,21 @@ export class FrameWriter {
     return this.raw(name);
   }
 
-  #int(type: DataType, value: Value, min: number | bigint, max: number | bigint): this {
+  /**
+   * Writes an integer type. Numbers are checked against number bounds and
+   * bigints against bigint bounds: comparing across the two is slow (and on
+   * JavaScriptCore, so is converting a bigint bound per call).
+   */
+  #int(type: DataType, value: Value, bounds: IntBounds): this {
     let unsigned: number | bigint;
     if (typeof value === "number") {
-      // Numbers compare with numbers only: mixing in the bigint bounds is slow.
       if (!Number.isSafeInteger(value)) {
         throw new RangeError(`Cannot write integer: ${value} is not a safe integer`);
       }
-      if (value < Number(min) || value > Number(max)) throw outOfRange(value, min, max);
+      if (value < bounds.min || value > bounds.max) throw outOfRange(value, bounds);
       unsigned = value >= 0 ? value : toUnsigned(value);
     } else if (typeof value === "bigint") {
-      if (value < BigInt(min) || value > BigInt(max)) throw outOfRange(value, min, max);
+      if (value < bounds.bigMin || value > bounds.bigMax) throw outOfRange(value, bounds);
       unsigned = value >= 0n ? value : toUnsigned(value);
     } else {
       throw mismatch(type, value);
@@ -418,12 +438,10 @@ function utf8Length(text: string): number {
   return size;
 }
 
-function outOfRange(
-  value: number | bigint,
-  min: number | bigint,
-  max: number | bigint,
-): RangeError {
-  return new RangeError(`Cannot write integer: ${value} is outside ${min}..${max}`);
+function outOfRange(value: number | bigint, bounds: IntBounds): RangeError {
+  return new RangeError(
+    `Cannot write integer: ${value} is outside ${bounds.bigMin}..${bounds.bigMax}`,
+  );
 }
 
 function mismatch(type: DataType, value: Value): TypeError {
