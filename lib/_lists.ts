@@ -146,7 +146,8 @@ export class MessageReader {
   #buf: Uint8Array = EMPTY;
   #pos = 0;
   #end = 0;
-  readonly #args: Arg[] = Array.from({ length: MAX_ARGS }, () => new Arg());
+  /** Argument slots, grown as messages need them (up to MAX_ARGS), then reused. */
+  readonly #args: Arg[] = [];
   /** Where the current message's name starts. */
   nameStart = 0;
   /** Where it ends (exclusive). */
@@ -187,8 +188,10 @@ export class MessageReader {
       throw new SpopError(Status.INVALID_FRAME, `Cannot read message at offset ${pos}: no NB-ARGS`);
     }
     const count = buf[pos++]!;
+    const args = this.#args;
+    while (args.length < count) args.push(new Arg());
     for (let i = 0; i < count; i++) {
-      const arg = this.#args[i]!;
+      const arg = args[i]!;
       pos = readRaw(buf, pos, end);
       arg.nameStart = span.start;
       arg.nameEnd = span.end;

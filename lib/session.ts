@@ -135,7 +135,7 @@ export class Session implements ConnHandler {
   readonly #log: Logger;
   readonly #timers: Timers;
   readonly #scanner: FrameScanner;
-  readonly #writer = new FrameWriter(16384);
+  readonly #writer = new FrameWriter(1024);
   readonly #reader = new MessageReader();
   readonly #pendingPool: Pending[] = [];
   readonly #messagePool: Message[] = [];

@@ -9,7 +9,9 @@
 
 import type { Accept, Conn, ConnHandler, Listen, Listener } from "../conn.ts";
 
-const READ_BUFFER_SIZE = 64 * 1024;
+/** Bytes per read: a few default-sized HAProxy frames (16 KiB each). */
+const READ_BUFFER_SIZE = 32 * 1024;
+const EMPTY = new Uint8Array(0);
 /** Pause before accepting again after a failed accept (EMFILE and the like). */
 const ACCEPT_RETRY_MS = 50;
 
@@ -76,11 +78,11 @@ class DenoConn implements Conn {
   readonly remote: string;
   readonly #conn: Deno.TcpConn;
   #handler: ConnHandler | undefined;
-  /** Output waiting for the next write. */
-  #out = new Uint8Array(16 * 1024);
+  /** Output waiting for the next write (allocated on first use). */
+  #out = EMPTY;
   #outLen = 0;
   /** The buffer being written and how much of it is left. */
-  #spare = new Uint8Array(16 * 1024);
+  #spare = EMPTY;
   #inWrite = 0;
   #writing = false;
   #closeRequested = false;
@@ -114,7 +116,7 @@ class DenoConn implements Conn {
     if (this.#closed || this.#closeRequested) return;
     const need = this.#outLen + bytes.length;
     if (need > this.#out.length) {
-      let size = this.#out.length * 2;
+      let size = Math.max(this.#out.length * 2, 4096);
       while (size < need) size *= 2;
       const grown = new Uint8Array(size);
       grown.set(this.#out.subarray(0, this.#outLen));
