@@ -8,7 +8,9 @@
 import process from "node:process";
 import { parseCli, USAGE, UsageError } from "./lib/cli.ts";
 import { ipReputation } from "./lib/iprep.ts";
-import { createLogger, Level, serve, type Server } from "./lib/mod.ts";
+import { createLogger, Level, serve } from "./lib/mod.ts";
+import { errorText } from "./lib/log.ts";
+import { startPool } from "./lib/pool.ts";
 import { VERSION } from "./lib/version.ts";
 
 /** How long SIGTERM/SIGINT lets connections drain before they are cut. */
@@ -37,41 +39,70 @@ if (options.version) {
 }
 
 const log = createLogger({ level: options.debug ? Level.DEBUG : Level.INFO });
-const agent = ipReputation(options.seed === undefined ? {} : { seed: options.seed });
+const session = {
+  maxFrameSize: options.maxFrameSize,
+  pipelining: options.pipelining,
+  async: options.async,
+  fragmentation: options.fragmentation,
+  replyDelay: options.replyDelay,
+  closeAfterFrames: options.closeAfterFrames,
+};
 
-let server: Server;
-try {
-  server = await serve(agent, {
-    hostname: options.address,
-    port: options.port,
-    maxFrameSize: options.maxFrameSize,
-    pipelining: options.pipelining,
-    async: options.async,
-    fragmentation: options.fragmentation,
-    replyDelay: options.replyDelay,
-    closeAfterFrames: options.closeAfterFrames,
-    log,
-  });
-} catch (err) {
-  // Bun's message ("Failed to listen at <host>") omits the reason; its code has it.
-  const detail = err instanceof Error ? err.message : String(err);
-  const code = (err as { code?: unknown } | null)?.code;
-  const reason = typeof code === "string" && !detail.includes(code) ? ` (${code})` : "";
-  fail(`Cannot listen on ${options.address}:${options.port}: ${detail}${reason}`, 1);
-}
+/** What SIGTERM/SIGINT stops: the single-thread server or the pool. */
+let running:
+  | { shutdown(graceMs: number): Promise<void>; readonly connections?: number }
+  | undefined;
+let stopping: string | undefined;
 
-let stopping = false;
+// Signals are handled from the start: one that arrives while the workers
+// start is acted on as soon as they are up.
+process.on("SIGINT", () => stop("SIGINT"));
+process.on("SIGTERM", () => stop("SIGTERM"));
+
 function stop(signal: string): void {
-  if (stopping) {
+  if (stopping !== undefined && running !== undefined) {
     log.warn(`${signal} again: exiting at once`);
     process.exit(1);
   }
-  stopping = true;
-  log.info(`${signal}: draining ${server.connections} connection(s)`);
-  void server.shutdown(SHUTDOWN_GRACE_MS).then(() => {
+  stopping = signal;
+  if (running === undefined) return;
+  const open = running.connections === undefined ? "" : ` ${running.connections} connection(s)`;
+  log.info(`${signal}: draining${open}`);
+  void running.shutdown(SHUTDOWN_GRACE_MS).then(() => {
     log.info("stopped");
     process.exit(0);
   });
 }
-process.on("SIGINT", () => stop("SIGINT"));
-process.on("SIGTERM", () => stop("SIGTERM"));
+
+try {
+  if (options.workers <= 1) {
+    const agent = ipReputation(options.seed === undefined ? {} : { seed: options.seed });
+    running = await serve(agent, {
+      ...session,
+      hostname: options.address,
+      port: options.port,
+      log,
+    });
+  } else {
+    running = await startPool({
+      workers: options.workers,
+      dispatch: options.dispatch,
+      hostname: options.address,
+      port: options.port,
+      config: {
+        debug: options.debug,
+        ...(options.seed === undefined ? {} : { seed: options.seed }),
+        session,
+      },
+      log: log.child("main"),
+    });
+  }
+} catch (err) {
+  fail(`Cannot listen on ${options.address}:${options.port}: ${errorText(err)}`, 1);
+}
+
+if (stopping !== undefined) {
+  const signal = stopping;
+  stopping = undefined;
+  stop(signal);
+}

@@ -20,13 +20,16 @@ Options:
   -h, --help                 Show this help and exit.
   -d, --debug                Log every frame and handshake.
   -p, --port <port>          Port to listen on (0 for any free port). Default: 12345.
-  -n, --workers <n>          Worker threads. Default: 5.
+  -n, --workers <n>          Worker threads; 0 or 1 serves on the main thread. Default: 5.
   -m, --max-frame-size <n>   Largest frame we accept, 256..16777216. Default: 16384.
   -c, --capability <name>    Enable pipelining, async or fragmentation (repeatable, or
                              comma-separated). Pipelining is always enabled.
   -t, --delay <time>         Hold each reply back, e.g. 10ms, 500us, 1s (unit: ms). Default: 0.
   -f, --close-after <n>      Close each connection after n NOTIFY frames. Default: never.
   -a, --address <address>    Address to listen on. Default: 0.0.0.0 (all IPv4 interfaces).
+      --dispatch <mode>      How connections reach workers: reuseport (each worker listens
+                             on the port) or streams (the main thread accepts and hands
+                             them over). Default: reuseport.
       --seed <n>             Make scores a fixed function of n and the client address.
       --version              Print the version and exit.
 `;
@@ -57,6 +60,8 @@ export interface CliOptions {
   closeAfterFrames: number;
   /** `-a`. */
   address: string;
+  /** `--dispatch`. */
+  dispatch: "reuseport" | "streams";
   /** `--seed`, if given. */
   seed: number | undefined;
 }
@@ -105,6 +110,7 @@ export function parseCli(argv: string[]): CliOptions {
         delay: { type: "string", short: "t" },
         "close-after": { type: "string", short: "f" },
         address: { type: "string", short: "a" },
+        dispatch: { type: "string" },
         seed: { type: "string" },
         version: { type: "boolean" },
       },
@@ -128,6 +134,12 @@ export function parseCli(argv: string[]): CliOptions {
   if (address.trim() === "" || /\s/.test(address)) {
     throw new UsageError(`Invalid value for -a: "${address}" (expected an address)`);
   }
+  const dispatch = values.dispatch ?? "reuseport";
+  if (dispatch !== "reuseport" && dispatch !== "streams") {
+    throw new UsageError(
+      `Invalid value for --dispatch: "${dispatch}" (expected reuseport or streams)`,
+    );
+  }
   return {
     help: values.help ?? false,
     version: values.version ?? false,
@@ -141,6 +153,7 @@ export function parseCli(argv: string[]): CliOptions {
     replyDelay: duration("-t", values.delay),
     closeAfterFrames: integer("-f", values["close-after"], 0, 1, Number.MAX_SAFE_INTEGER),
     address,
+    dispatch,
     seed: values.seed === undefined ? undefined : integer("--seed", values.seed, 0, 0, 0xffff_ffff),
   };
 }

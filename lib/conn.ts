@@ -67,3 +67,21 @@ export type Accept = (conn: Conn) => ConnHandler;
 
 /** Opens a listener with a runtime's own sockets. */
 export type Listen = (options: ListenOptions, accept: Accept) => Promise<Listener>;
+
+/** A connection handed over whole as a pair of byte streams (Deno's `conn.readable`/`writable`). */
+export interface StreamPair {
+  /** The peer's address, for logs. */
+  readonly remote: string;
+  /** Bytes from the peer. */
+  readonly readable: ReadableStream<Uint8Array>;
+  /** Bytes to the peer. */
+  readonly writable: WritableStream<Uint8Array>;
+  /** Closes the connection (when whoever got the streams is gone). */
+  close(): void;
+}
+
+/** Opens a listener that hands each connection over as streams, to be transferred. */
+export type ListenStreams = (
+  options: ListenOptions,
+  onConn: (pair: StreamPair) => void,
+) => Promise<Listener>;

@@ -90,3 +90,17 @@ function makeLogger(
     child: (child) => makeLogger(level, name === "" ? child : `${name} ${child}`, sink, now),
   };
 }
+
+/**
+ * The text of an error for a log line or a message: its message, plus its
+ * `code` when the message does not mention it (Bun's bind errors say only
+ * "Failed to listen" and keep `EADDRINUSE` in `code`).
+ *
+ * @param err Anything thrown.
+ * @returns One line of text.
+ */
+export function errorText(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && !message.includes(code) ? `${message} (${code})` : message;
+}

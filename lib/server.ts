@@ -5,26 +5,22 @@
  * @module
  */
 
-import type { Listen } from "./conn.ts";
+import type { Accept, Listen } from "./conn.ts";
 import type { Agent } from "./handler.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { DEFAULT_SESSION_OPTIONS, Session, type SessionOptions, type Timers } from "./session.ts";
 import { runtimeListen } from "./runtime/mod.ts";
 
 /** Options of {@linkcode serve}; session options default as in `DEFAULT_SESSION_OPTIONS`. */
-export interface ServeOptions extends Partial<SessionOptions> {
+export interface ServeOptions extends AcceptorOptions {
   /** Address to bind; `"0.0.0.0"` (all IPv4 interfaces) by default. */
   hostname?: string;
   /** Port to bind; 12345 by default, 0 for any free port. */
   port?: number;
   /** Bind with SO_REUSEPORT, so that several listeners share the port. */
   reusePort?: boolean;
-  /** Where to log; info level on stderr by default. */
-  log?: Logger;
   /** The socket adapter; the current runtime's by default. */
   listen?: Listen;
-  /** Timer functions for sessions (tests inject their own). */
-  timers?: Timers;
 }
 
 /** A running agent. */
@@ -43,6 +39,70 @@ export interface Server {
    * @returns When every connection is closed.
    */
   shutdown(graceMs?: number): Promise<void>;
+}
+
+/** Options of {@linkcode createAcceptor}. */
+export interface AcceptorOptions extends Partial<SessionOptions> {
+  /** Where to log; info level on stderr by default. */
+  log?: Logger;
+  /** Timer functions for sessions (tests inject their own). */
+  timers?: Timers;
+}
+
+/** Runs a session for each connection given to it, wherever they come from. */
+export interface Acceptor {
+  /** Starts a session on a connection; pass this to a listener. */
+  readonly accept: Accept;
+  /** Connections open now. */
+  readonly connections: number;
+  /**
+   * Drains every session (see {@linkcode Server.shutdown}).
+   *
+   * @param graceMs How long sessions may take to drain.
+   * @returns When every connection is closed.
+   */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+/**
+ * Creates the per-connection half of a server, for connections accepted
+ * elsewhere (a worker handed connections by the main thread).
+ *
+ * @param agent The message handlers.
+ * @param options How sessions behave.
+ * @returns The acceptor.
+ */
+export function createAcceptor(agent: Agent, options: AcceptorOptions = {}): Acceptor {
+  const log = options.log ?? createLogger();
+  const sessionOptions: SessionOptions = { ...DEFAULT_SESSION_OPTIONS };
+  for (const key of Object.keys(DEFAULT_SESSION_OPTIONS) as (keyof SessionOptions)[]) {
+    if (options[key] !== undefined) Object.assign(sessionOptions, { [key]: options[key] });
+  }
+  const sessions = new Set<Session>();
+  let nextId = 1;
+  return {
+    accept(conn) {
+      const id = nextId++;
+      const connLog = log.child(`#${id}`);
+      if (connLog.debugEnabled) connLog.debug(`accepted ${conn.remote}`);
+      const session = new Session(conn, agent, sessionOptions, connLog, options.timers);
+      sessions.add(session);
+      void session.closed.then(() => sessions.delete(session));
+      return session;
+    },
+    get connections() {
+      return sessions.size;
+    },
+    async shutdown(graceMs) {
+      const all = [...sessions].map((s) => s.shutdown());
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<void>((resolve) => timer = setTimeout(resolve, graceMs));
+      await Promise.race([Promise.all(all), late]);
+      clearTimeout(timer);
+      for (const s of sessions) s.abort();
+      await Promise.all([...sessions].map((s) => s.closed));
+    },
+  };
 }
 
 /**
@@ -64,28 +124,15 @@ export interface Server {
  */
 export async function serve(agent: Agent, options: ServeOptions = {}): Promise<Server> {
   const log = options.log ?? createLogger();
-  const sessionOptions: SessionOptions = { ...DEFAULT_SESSION_OPTIONS };
-  for (const key of Object.keys(DEFAULT_SESSION_OPTIONS) as (keyof SessionOptions)[]) {
-    if (options[key] !== undefined) Object.assign(sessionOptions, { [key]: options[key] });
-  }
-  const listen = options.listen ?? await runtimeListen();
-  const sessions = new Set<Session>();
-  let nextId = 1;
+  const acceptor = createAcceptor(agent, { ...options, log });
+  const listen = options.listen ?? await runtimeListen({ reusePort: options.reusePort ?? false });
   const listener = await listen(
     {
       hostname: options.hostname ?? "0.0.0.0",
       port: options.port ?? 12345,
       ...(options.reusePort ? { reusePort: true } : {}),
     },
-    (conn) => {
-      const id = nextId++;
-      const connLog = log.child(`#${id}`);
-      if (connLog.debugEnabled) connLog.debug(`accepted ${conn.remote}`);
-      const session = new Session(conn, agent, sessionOptions, connLog, options.timers);
-      sessions.add(session);
-      void session.closed.then(() => sessions.delete(session));
-      return session;
-    },
+    acceptor.accept,
   );
   log.info(`listening on ${listener.hostname}:${listener.port}`);
 
@@ -94,18 +141,12 @@ export async function serve(agent: Agent, options: ServeOptions = {}): Promise<S
     hostname: listener.hostname,
     port: listener.port,
     get connections() {
-      return sessions.size;
+      return acceptor.connections;
     },
     shutdown(graceMs = 5000) {
       stopping ??= (async () => {
         listener.close();
-        const all = [...sessions].map((s) => s.shutdown());
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const late = new Promise<void>((resolve) => timer = setTimeout(resolve, graceMs));
-        await Promise.race([Promise.all(all), late]);
-        clearTimeout(timer);
-        for (const s of sessions) s.abort();
-        await Promise.all([...sessions].map((s) => s.closed));
+        await acceptor.shutdown(graceMs);
       })();
       return stopping;
     },

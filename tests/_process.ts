@@ -15,6 +15,7 @@ export const PROCESS_WAIT_MS = 15_000;
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const LIB = fileURLToPath(new URL("../lib", import.meta.url));
 
 /** How a process ended. */
 export interface Exit {
@@ -58,7 +59,9 @@ export interface AgentProcess {
  */
 export function mainCommand(args: string[]): [string, string[]] {
   const agent = globalThis.navigator?.userAgent ?? "";
-  if (agent.startsWith("Deno/")) return [process.execPath, ["run", "--allow-net", MAIN, ...args]];
+  if (agent.startsWith("Deno/")) {
+    return [process.execPath, ["run", "--allow-net", `--allow-read=${LIB}`, MAIN, ...args]];
+  }
   if (agent.startsWith("Bun/")) return [process.execPath, [MAIN, ...args]];
   throw new Error(`Cannot run main.ts on "${agent}"`);
 }
@@ -161,7 +164,8 @@ export async function startAgent(
         PROCESS_WAIT_MS,
       );
       const check = () => {
-        const match = /listening on (\S+):(\d+)/.exec(out.stderr);
+        // The main thread's line, not a worker's: workers bind before the pool is ready.
+        const match = /^\S+ info (?:\[main\] )?listening on (\S+):(\d+)/m.exec(out.stderr);
         if (match) {
           clearTimeout(timer);
           child.stderr!.off("data", check);

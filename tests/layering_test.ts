@@ -15,6 +15,7 @@ const LAYERS: readonly (readonly [pattern: string, layer: number])[] = [
   ["lib/log.ts", 0],
   ["lib/conn.ts", 0],
   ["lib/version.ts", 0],
+  ["lib/pool_protocol.ts", 0],
   // L1: the codec, pure bytes
   ["lib/_varint.ts", 1],
   ["lib/_ip.ts", 1],
@@ -31,17 +32,19 @@ const LAYERS: readonly (readonly [pattern: string, layer: number])[] = [
   // L4–L6: runtime adapters (the only place for Deno.* / Bun.*) and the server
   ["lib/runtime/deno.ts", 4],
   ["lib/runtime/bun.ts", 4],
+  ["lib/runtime/node.ts", 4],
   ["lib/runtime/mod.ts", 5],
   ["lib/server.ts", 6],
   // L7: the public API
   ["lib/mod.ts", 7],
-  // L8: built on the public API; worker pool; command line
+  // L8: built on the public API; the command line
   ["lib/iprep.ts", 8],
   ["lib/cli.ts", 8],
-  ["lib/pool.ts", 8],
-  ["lib/worker.ts", 8],
-  // L9: the entry point, the only place that exits
-  ["main.ts", 9],
+  // L9: the worker pool and its workers (which run the IP-reputation agent)
+  ["lib/pool.ts", 9],
+  ["lib/worker.ts", 9],
+  // L10: the entry point, the only place that exits
+  ["main.ts", 10],
 ];
 
 /** Files that any file of the same layer may import. */

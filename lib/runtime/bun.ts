@@ -18,6 +18,8 @@ interface BunSocket {
   readonly remotePort?: number;
   write(data: Uint8Array): number;
   end(): void;
+  /** Without an argument: sends FIN and keeps reading (a half-close). */
+  shutdown(): void;
   terminate(): void;
   pause(): void;
   resume(): void;
@@ -49,6 +51,9 @@ interface BunApi {
 }
 
 const Bun = (globalThis as unknown as { Bun: BunApi }).Bun;
+
+/** How long a closing connection waits for the peer's FIN before it closes anyway. */
+const LINGER_MS = 2000;
 
 /**
  * Listens with `Bun.listen` and serves each accepted connection.
@@ -104,6 +109,9 @@ class BunConn implements Conn {
   #out = new Uint8Array(0);
   #outLen = 0;
   #closeRequested = false;
+  /** FIN sent: reading on, only to drop what the peer still sends, until its FIN. */
+  #halfClosed = false;
+  #linger: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
 
   constructor(socket: BunSocket) {
@@ -141,12 +149,12 @@ class BunConn implements Conn {
       this.#outLen -= n;
     }
     if (this.#outLen > 0) return;
-    if (this.#closeRequested) this.#socket.end();
+    if (this.#closeRequested) this.#finish();
     else this.handler?.onDrain();
   }
 
   pause(): void {
-    if (!this.#closed) this.#socket.pause();
+    if (!this.#closed && !this.#halfClosed) this.#socket.pause();
   }
 
   resume(): void {
@@ -156,7 +164,7 @@ class BunConn implements Conn {
   close(): void {
     if (this.#closed) return;
     if (this.#outLen > 0) this.#closeRequested = true;
-    else this.#socket.end();
+    else this.#finish();
   }
 
   destroy(): void {
@@ -169,8 +177,23 @@ class BunConn implements Conn {
   closed(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#linger);
     this.#outLen = 0;
     this.handler?.onClose();
+  }
+
+  /**
+   * Sends FIN, then reads (the session drops what arrives) until the peer
+   * closes too, or `LINGER_MS` passes. `end()` would close the socket at
+   * once, and closing with unread input resets the connection: the peer
+   * could lose the last frames sent, such as the AGENT-DISCONNECT.
+   */
+  #finish(): void {
+    if (this.#closed || this.#halfClosed) return;
+    this.#halfClosed = true;
+    this.#linger = setTimeout(() => this.destroy(), LINGER_MS);
+    this.#socket.shutdown();
+    this.#socket.resume();
   }
 
   #queue(bytes: Uint8Array): void {

@@ -7,13 +7,15 @@
  * @module
  */
 
-import type { Accept, Conn, ConnHandler, Listen, Listener } from "../conn.ts";
+import type { Accept, Conn, ConnHandler, Listen, Listener, ListenStreams } from "../conn.ts";
 
 /** Bytes per read: a few default-sized HAProxy frames (16 KiB each). */
 const READ_BUFFER_SIZE = 32 * 1024;
 const EMPTY = new Uint8Array(0);
 /** Pause before accepting again after a failed accept (EMFILE and the like). */
 const ACCEPT_RETRY_MS = 50;
+/** How long a closing connection waits for the peer's FIN before it closes anyway. */
+const LINGER_MS = 2000;
 
 /**
  * Listens with `Deno.listen` and serves each accepted connection.
@@ -47,6 +49,72 @@ export const listen: Listen = (options, accept) => {
   };
   return Promise.resolve(result);
 };
+
+/**
+ * Listens with `Deno.listen` and hands each connection over as its
+ * `readable`/`writable` streams, which can be transferred to a Worker.
+ *
+ * @param options Address and port.
+ * @param onConn Receives each connection.
+ * @returns The listener.
+ */
+export const listenStreams: ListenStreams = (options, onConn) => {
+  const listener = Deno.listen({
+    hostname: options.hostname,
+    port: options.port,
+    transport: "tcp",
+  });
+  const state = { closed: false };
+  void (async () => {
+    for (;;) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch (err) {
+        if (state.closed || err instanceof Deno.errors.BadResource) return;
+        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+        continue;
+      }
+      try {
+        conn.setNoDelay(true);
+      } catch {
+        // The peer may already be gone.
+      }
+      onConn({
+        remote: remoteOf(conn),
+        readable: conn.readable,
+        writable: conn.writable,
+        close: () => {
+          try {
+            conn.close();
+          } catch {
+            // Already closed.
+          }
+        },
+      });
+    }
+  })();
+  const addr = listener.addr as Deno.NetAddr;
+  return Promise.resolve({
+    hostname: addr.hostname,
+    port: addr.port,
+    close: () => {
+      state.closed = true;
+      try {
+        listener.close();
+      } catch {
+        // Already closed.
+      }
+    },
+  });
+};
+
+function remoteOf(conn: Deno.TcpConn): string {
+  const addr = conn.remoteAddr;
+  return addr.hostname.includes(":")
+    ? `[${addr.hostname}]:${addr.port}`
+    : `${addr.hostname}:${addr.port}`;
+}
 
 async function acceptLoop(
   listener: Deno.TcpListener,
@@ -86,16 +154,16 @@ class DenoConn implements Conn {
   #inWrite = 0;
   #writing = false;
   #closeRequested = false;
+  /** FIN sent: reading on, only to drop what the peer still sends, until its FIN. */
+  #halfClosed = false;
+  #linger: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
   #paused = false;
   #wake: (() => void) | undefined;
 
   constructor(conn: Deno.TcpConn) {
     this.#conn = conn;
-    const addr = conn.remoteAddr;
-    this.remote = addr.hostname.includes(":")
-      ? `[${addr.hostname}]:${addr.port}`
-      : `${addr.hostname}:${addr.port}`;
+    this.remote = remoteOf(conn);
     try {
       conn.setNoDelay(true);
     } catch {
@@ -140,7 +208,7 @@ class DenoConn implements Conn {
 
   close(): void {
     if (this.#writing || this.#outLen > 0) this.#closeRequested = true;
-    else this.#shutdown();
+    else this.#finish();
   }
 
   destroy(): void {
@@ -151,13 +219,13 @@ class DenoConn implements Conn {
     const buf = new Uint8Array(READ_BUFFER_SIZE);
     try {
       while (!this.#closed) {
-        if (this.#paused) {
+        if (this.#paused && !this.#halfClosed) {
           await new Promise<void>((resolve) => this.#wake = resolve);
           continue;
         }
         const n = await this.#conn.read(buf);
         if (n === null || this.#closed) break;
-        this.#handler!.onData(buf, n);
+        if (!this.#halfClosed) this.#handler!.onData(buf, n);
       }
     } catch {
       // A reset or a read after close: both end the connection quietly.
@@ -187,13 +255,28 @@ class DenoConn implements Conn {
       return;
     }
     this.#writing = false;
-    if (this.#closeRequested) this.#shutdown();
+    if (this.#closeRequested) this.#finish();
     else if (!this.#closed) this.#handler?.onDrain();
+  }
+
+  /**
+   * Sends FIN, then reads and drops what the peer still sends until it
+   * closes too (or `LINGER_MS` passes). Closing with unread input would
+   * reset the connection, and the peer could lose the last frames sent,
+   * such as the AGENT-DISCONNECT.
+   */
+  #finish(): void {
+    if (this.#closed || this.#halfClosed) return;
+    this.#halfClosed = true;
+    this.#linger = setTimeout(() => this.#shutdown(), LINGER_MS);
+    this.#conn.closeWrite().catch(() => this.#shutdown());
+    this.resume();
   }
 
   #shutdown(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#linger);
     this.#outLen = this.#inWrite = 0;
     try {
       this.#conn.close();

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Listen } from "../conn.ts";
+import type { Listen, ListenStreams } from "../conn.ts";
 
 /** The runtimes spoa runs on. */
 export type Runtime = "deno" | "bun";
@@ -25,12 +25,45 @@ export function detectRuntime(): Runtime {
 }
 
 /**
- * Loads the current runtime's `listen`.
+ * Loads the current runtime's `listen`. For a shared port (`reusePort`) on
+ * Deno, `Deno.listen({ reusePort })` needs `--unstable-net` (without it Deno
+ * ends the process); when the flag is missing the `node:net` adapter is used
+ * instead, which needs no flag but, on Deno, stops accepting once the
+ * process runs out of file descriptors (see {@linkcode reusePortCaveat}).
  *
+ * @param options Whether the listener will share its port (SO_REUSEPORT).
  * @returns The adapter's listen function.
  */
-export async function runtimeListen(): Promise<Listen> {
-  return detectRuntime() === "bun"
-    ? (await import("./bun.ts")).listen
-    : (await import("./deno.ts")).listen;
+export async function runtimeListen(options: { reusePort: boolean }): Promise<Listen> {
+  if (detectRuntime() === "bun") return (await import("./bun.ts")).listen;
+  if (options.reusePort && !denoUnstableNet()) return (await import("./node.ts")).listen;
+  return (await import("./deno.ts")).listen;
+}
+
+/**
+ * What is lost by sharing a port on this runtime as it was started.
+ *
+ * @returns A warning for the log, or `undefined` when nothing is lost.
+ */
+export function reusePortCaveat(): string | undefined {
+  if (detectRuntime() !== "deno" || denoUnstableNet()) return undefined;
+  return "Deno runs without --unstable-net, so workers share the port through node:net, " +
+    "which stops accepting after the process runs out of file descriptors; " +
+    "run Deno with --unstable-net (deno.json's `unstable` setting does this for tasks)";
+}
+
+/** Whether Deno's unstable network APIs (among them `reusePort`) are enabled. */
+function denoUnstableNet(): boolean {
+  const deno = (globalThis as { Deno?: { listenDatagram?: unknown } }).Deno;
+  return typeof deno?.listenDatagram === "function";
+}
+
+/**
+ * Loads the runtime's stream-handover listener, where there is one: Deno's
+ * connections expose transferable streams; Bun cannot transfer streams.
+ *
+ * @returns `listenStreams`, or `undefined` on Bun.
+ */
+export async function runtimeListenStreams(): Promise<ListenStreams | undefined> {
+  return detectRuntime() === "deno" ? (await import("./deno.ts")).listenStreams : undefined;
 }

@@ -1,0 +1,320 @@
+/**
+ * The worker pool behind `-n N`: N Workers each run the agent on their own
+ * thread. Two dispatch modes:
+ *
+ * - `reuseport`: each worker listens on the shared port (SO_REUSEPORT) and
+ *   the kernel spreads connections; no frame crosses threads.
+ * - `streams`: the main thread accepts and hands connections to workers in
+ *   turn — on Deno as transferred `readable`/`writable` streams (the design
+ *   card's dispatch), on Bun, which cannot transfer streams, by relaying each
+ *   chunk as a transferred buffer. The fallback where SO_REUSEPORT is missing.
+ *
+ * A worker that dies is logged and replaced after a delay that doubles with
+ * each quick crash (100 ms up to 10 s); the other workers are untouched.
+ *
+ * @module
+ */
+
+import type { Conn, ConnHandler, Listener, StreamPair } from "./conn.ts";
+import type { Logger } from "./log.ts";
+import type { Dispatch, FromWorker, ToWorker, WorkerConfig } from "./pool_protocol.ts";
+import { reusePortCaveat, runtimeListen, runtimeListenStreams } from "./runtime/mod.ts";
+
+/** Options of {@linkcode startPool}. */
+export interface PoolOptions {
+  /** How many workers (at least 2; fewer is better served without a pool). */
+  workers: number;
+  /** How connections reach the workers. */
+  dispatch: Dispatch;
+  /** Address to listen on. */
+  hostname: string;
+  /** Port to listen on; 0 picks one. */
+  port: number;
+  /** What each worker runs. */
+  config: WorkerConfig;
+  /** Where the pool logs (workers log under their own names). */
+  log: Logger;
+  /** The worker module; `./worker.ts` by default (tests pass their own). */
+  workerUrl?: URL;
+}
+
+/** A running pool. */
+export interface Pool {
+  /** The port it listens on. */
+  readonly port: number;
+  /** Workers running now. */
+  readonly running: number;
+  /** Workers started so far, replacements included. */
+  readonly started: number;
+  /**
+   * Stops accepting and lets every worker drain its connections.
+   *
+   * @param graceMs How long sessions may take to drain.
+   * @returns When every worker has stopped.
+   */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+const FIRST_RESTART_MS = 100;
+const MAX_RESTART_MS = 10_000;
+/** A worker that ran this long is healthy again: its next crash restarts quickly. */
+const STABLE_MS = 30_000;
+
+/**
+ * A worker's uncaught error for a one-line log entry: Deno's message is
+ * `Uncaught Error: ...`; Bun's adds a source excerpt and a stack around its
+ * `error: ...` line.
+ */
+function oneLine(message: string): string {
+  const lines = message.split("\n").map((line) => line.trim()).filter((line) => line !== "");
+  return lines.find((line) => line.startsWith("error: ")) ?? lines[0] ?? "";
+}
+
+interface Slot {
+  id: number;
+  worker: Worker | undefined;
+  ready: boolean;
+  startedAt: number;
+  crashes: number;
+  /** Connections handed to this worker through the main thread, by id. */
+  conns: Map<number, { close(): void }>;
+  stopped: (() => void) | undefined;
+  /** A pending replacement of a dead worker. */
+  restart: ReturnType<typeof setTimeout> | undefined;
+}
+
+/**
+ * Starts the pool and waits until every worker is ready.
+ *
+ * @param options Size, dispatch, address and worker configuration.
+ * @returns The running pool.
+ * @throws {Error} When the first worker cannot start (e.g. the port is taken).
+ */
+export async function startPool(options: PoolOptions): Promise<Pool> {
+  const log = options.log;
+  const url = options.workerUrl ?? new URL("./worker.ts", import.meta.url);
+  const slots: Slot[] = Array.from({ length: options.workers }, (_, i) => ({
+    id: i + 1,
+    worker: undefined,
+    ready: false,
+    startedAt: 0,
+    crashes: 0,
+    conns: new Map(),
+    stopped: undefined,
+    restart: undefined,
+  }));
+  let port = options.port;
+  let stopping = false;
+  /** Whether every worker started once; before that, failures are not retried. */
+  let up = false;
+  let started = 0;
+  let next = 0;
+  const relays = new Map<number, Conn>();
+
+  function send(slot: Slot, message: ToWorker, transfer: Transferable[] = []): void {
+    slot.worker?.postMessage(message, transfer);
+  }
+
+  /** Starts a worker in a slot; resolves once it is ready, rejects if it fails to start. */
+  function spawn(slot: Slot): Promise<void> {
+    started++;
+    const worker = new Worker(url.href, { type: "module" });
+    slot.worker = worker;
+    slot.ready = false;
+    slot.startedAt = Date.now();
+    return new Promise((resolve, reject) => {
+      worker.onmessage = (event: MessageEvent<FromWorker>) => {
+        const message = event.data;
+        switch (message.type) {
+          case "ready":
+            slot.ready = true;
+            // With `streams` the port is the main thread's listener's.
+            if (options.dispatch === "reuseport") port = message.port;
+            resolve();
+            break;
+          case "failed":
+            reject(new Error(message.message));
+            died(slot, worker, `failed to start: ${message.message}`);
+            break;
+          case "stopped":
+            slot.stopped?.();
+            break;
+          case "write": {
+            relays.get(message.cid)?.write(new Uint8Array(message.bytes));
+            break;
+          }
+          case "pause":
+            relays.get(message.cid)?.pause();
+            break;
+          case "resume":
+            relays.get(message.cid)?.resume();
+            break;
+          case "end":
+            relays.get(message.cid)?.close();
+            break;
+          case "destroy":
+            relays.get(message.cid)?.destroy();
+            break;
+          case "gone":
+            slot.conns.delete(message.cid);
+            break;
+        }
+      };
+      worker.onerror = (event: ErrorEvent) => {
+        event.preventDefault();
+        const why = oneLine(event.message) || "uncaught error";
+        reject(new Error(why));
+        died(slot, worker, why);
+      };
+      worker.onmessageerror = () => died(slot, worker, "a message could not be read");
+      send(slot, {
+        type: "start",
+        id: slot.id,
+        config: options.config,
+        dispatch: options.dispatch,
+        hostname: options.hostname,
+        port,
+      });
+    });
+  }
+
+  /**
+   * Cleans up after a dead worker and schedules its replacement. While the
+   * pool starts, a worker that fails to start is not retried: it fails the
+   * start instead. One that was ready and then died is replaced as usual.
+   */
+  function died(slot: Slot, worker: Worker, why: string): void {
+    if (slot.worker !== worker) return; // Already handled.
+    const wasReady = slot.ready;
+    worker.terminate();
+    slot.worker = undefined;
+    slot.ready = false;
+    for (const conn of slot.conns.values()) conn.close();
+    slot.conns.clear();
+    slot.stopped?.();
+    if (stopping || (!up && !wasReady)) return;
+    if (Date.now() - slot.startedAt > STABLE_MS) slot.crashes = 0;
+    const delay = Math.min(MAX_RESTART_MS, FIRST_RESTART_MS * 2 ** slot.crashes);
+    slot.crashes++;
+    log.error(`worker ${slot.id} died (${why}); starting a new one in ${delay} ms`);
+    slot.restart = setTimeout(() => {
+      slot.restart = undefined;
+      if (stopping || slot.worker !== undefined) return;
+      spawn(slot).catch(() => {
+        // died() already logged it and scheduled the next attempt.
+      });
+    }, delay);
+  }
+
+  /** The next ready worker, in turn. */
+  function pick(): Slot | undefined {
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[(next + i) % slots.length]!;
+      if (slot.ready && slot.worker) {
+        next = (next + i + 1) % slots.length;
+        return slot;
+      }
+    }
+    return undefined;
+  }
+
+  let listener: Listener | undefined;
+  const caveat = options.dispatch === "reuseport" ? reusePortCaveat() : undefined;
+  if (caveat) log.warn(caveat);
+  try {
+    if (options.dispatch === "reuseport") {
+      // The first worker binds (port 0 becomes a real port), the others share it.
+      await spawn(slots[0]!);
+      await Promise.all(slots.slice(1).map(spawn));
+    } else {
+      await Promise.all(slots.map(spawn));
+      listener = await listenForWorkers();
+      port = listener.port;
+    }
+  } catch (err) {
+    stopping = true;
+    for (const slot of slots) slot.worker?.terminate();
+    throw err;
+  }
+  up = true;
+  log.info(
+    `listening on ${options.hostname}:${port} with ${options.workers} workers (${options.dispatch})`,
+  );
+
+  async function listenForWorkers(): Promise<Listener> {
+    const listenOptions = { hostname: options.hostname, port: options.port };
+    let nextCid = 1;
+    const listenStreams = await runtimeListenStreams();
+    if (listenStreams) {
+      return await listenStreams(listenOptions, (pair: StreamPair) => {
+        const slot = pick();
+        if (slot === undefined) return pair.close();
+        const cid = nextCid++;
+        slot.conns.set(cid, pair); // Until the worker reports it "gone".
+        send(slot, {
+          type: "conn",
+          cid,
+          remote: pair.remote,
+          readable: pair.readable,
+          writable: pair.writable,
+        }, [pair.readable, pair.writable]);
+      });
+    }
+    const listen = await runtimeListen({ reusePort: false });
+    return await listen(listenOptions, (conn: Conn): ConnHandler => {
+      const slot = pick();
+      const cid = nextCid++;
+      if (slot === undefined) {
+        conn.destroy();
+        return { onData() {}, onDrain() {}, onClose() {} };
+      }
+      relays.set(cid, conn);
+      slot.conns.set(cid, { close: () => conn.destroy() });
+      send(slot, { type: "open", cid, remote: conn.remote });
+      return {
+        onData(bytes, length) {
+          const buffer = new ArrayBuffer(length);
+          new Uint8Array(buffer).set(bytes.subarray(0, length));
+          send(slot, { type: "data", cid, bytes: buffer }, [buffer]);
+        },
+        onDrain() {
+          send(slot, { type: "drain", cid });
+        },
+        onClose() {
+          relays.delete(cid);
+          slot.conns.delete(cid);
+          send(slot, { type: "closed", cid });
+        },
+      };
+    });
+  }
+
+  return {
+    get port() {
+      return port;
+    },
+    get running() {
+      return slots.filter((s) => s.worker !== undefined).length;
+    },
+    get started() {
+      return started;
+    },
+    async shutdown(graceMs) {
+      stopping = true;
+      listener?.close();
+      for (const slot of slots) clearTimeout(slot.restart);
+      await Promise.all(slots.map((slot) => {
+        if (slot.worker === undefined) return Promise.resolve();
+        const done = new Promise<void>((resolve) => slot.stopped = resolve);
+        send(slot, { type: "shutdown", graceMs });
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<void>((resolve) => timer = setTimeout(resolve, graceMs + 1000));
+        return Promise.race([done, late]).then(() => {
+          clearTimeout(timer);
+          slot.worker?.terminate();
+          slot.worker = undefined;
+        });
+      }));
+    },
+  };
+}

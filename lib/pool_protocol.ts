@@ -1,0 +1,70 @@
+/**
+ * The messages between the worker pool (`pool.ts`, main thread) and its
+ * workers (`worker.ts`). Types only.
+ *
+ * @module
+ */
+
+/** How connections reach workers. */
+export type Dispatch = "reuseport" | "streams";
+
+/** What a worker needs to build and run the agent. */
+export interface WorkerConfig {
+  /** Debug logging. */
+  debug: boolean;
+  /** `--seed`, if given. */
+  seed?: number;
+  /** Session options (`-m`, `-c`, `-t`, `-f`). */
+  session: {
+    maxFrameSize: number;
+    pipelining: boolean;
+    async: boolean;
+    fragmentation: boolean;
+    replyDelay: number;
+    closeAfterFrames: number;
+  };
+}
+
+/** Main thread → worker. */
+export type ToWorker =
+  | {
+    type: "start";
+    id: number;
+    config: WorkerConfig;
+    dispatch: Dispatch;
+    hostname: string;
+    port: number;
+  }
+  /** `streams` on Deno: a connection's transferred streams. */
+  | {
+    type: "conn";
+    cid: number;
+    remote: string;
+    readable: ReadableStream<Uint8Array>;
+    writable: WritableStream<Uint8Array>;
+  }
+  /** `streams` on Bun (which cannot transfer streams): a relayed connection opened. */
+  | { type: "open"; cid: number; remote: string }
+  /** Relayed bytes from the socket (a transferred buffer). */
+  | { type: "data"; cid: number; bytes: ArrayBuffer }
+  /** The relayed socket drained its output. */
+  | { type: "drain"; cid: number }
+  /** The relayed socket closed. */
+  | { type: "closed"; cid: number }
+  /** Drain every connection, then report `stopped`. */
+  | { type: "shutdown"; graceMs: number };
+
+/** Worker → main thread. */
+export type FromWorker =
+  /** Started; with `reuseport`, the port it listens on. */
+  | { type: "ready"; port: number }
+  /** Could not start (e.g. the port is taken). */
+  | { type: "failed"; message: string }
+  /** Relayed output for a socket (a transferred buffer). */
+  | { type: "write"; cid: number; bytes: ArrayBuffer }
+  /** Relayed socket control. */
+  | { type: "pause" | "resume" | "end" | "destroy"; cid: number }
+  /** A connection handed over as streams is closed: forget it. */
+  | { type: "gone"; cid: number }
+  /** Every connection is closed after `shutdown`. */
+  | { type: "stopped" };

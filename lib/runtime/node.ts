@@ -1,0 +1,110 @@
+/**
+ * Sockets through `node:net`, which Deno and Bun both provide. spoa uses it
+ * where a runtime's own API needs a flag: Deno's `Deno.listen({ reusePort })`
+ * exits the process unless `--unstable-net` is given, while `node:net`'s
+ * `listen({ reusePort: true })` needs none (`../shared/docs/platform.md`).
+ *
+ * `socket.write()` keeps the buffer it is given until it is sent, so every
+ * write hands it a copy.
+ *
+ * @module
+ */
+
+import net from "node:net";
+import { Buffer } from "node:buffer";
+import type { Accept, Conn, ConnHandler, Listen, Listener } from "../conn.ts";
+
+/**
+ * Listens with `node:net` and serves each accepted connection.
+ *
+ * @param options Address, port and SO_REUSEPORT.
+ * @param accept Called for each connection.
+ * @returns The listener.
+ */
+export const listen: Listen = (options, accept) =>
+  new Promise((resolve, reject) => {
+    const server = net.createServer({ noDelay: true }, (socket) => serveSocket(socket, accept));
+    server.once("error", reject);
+    server.listen(
+      {
+        host: options.hostname,
+        port: options.port,
+        backlog: 1024,
+        ...(options.reusePort ? { reusePort: true } : {}),
+      },
+      () => {
+        server.off("error", reject);
+        const address = server.address() as net.AddressInfo;
+        const listener: Listener = {
+          hostname: address.address,
+          port: address.port,
+          close: () => void server.close(),
+        };
+        resolve(listener);
+      },
+    );
+  });
+
+function serveSocket(socket: net.Socket, accept: Accept): void {
+  const conn = new NodeConn(socket);
+  let handler: ConnHandler;
+  try {
+    handler = accept(conn);
+  } catch {
+    socket.destroy();
+    return;
+  }
+  conn.handler = handler;
+  socket.on("data", (chunk: Uint8Array) => handler.onData(chunk, chunk.length));
+  socket.on("drain", () => handler.onDrain());
+  socket.on("end", () => socket.end());
+  // Resets and broken pipes end the connection quietly; "close" follows.
+  socket.on("error", () => {});
+  socket.on("close", () => conn.closed());
+}
+
+class NodeConn implements Conn {
+  readonly remote: string;
+  handler: ConnHandler | undefined;
+  readonly #socket: net.Socket;
+  #closed = false;
+
+  constructor(socket: net.Socket) {
+    this.#socket = socket;
+    const host = socket.remoteAddress ?? "?";
+    this.remote = host.includes(":")
+      ? `[${host}]:${socket.remotePort}`
+      : `${host}:${socket.remotePort}`;
+  }
+
+  get queued(): number {
+    return this.#socket.writableLength;
+  }
+
+  write(bytes: Uint8Array): void {
+    if (!this.#closed) this.#socket.write(Buffer.from(bytes));
+  }
+
+  pause(): void {
+    this.#socket.pause();
+  }
+
+  resume(): void {
+    this.#socket.resume();
+  }
+
+  close(): void {
+    if (!this.#closed) this.#socket.end();
+  }
+
+  destroy(): void {
+    this.#socket.destroy();
+  }
+
+  /** The socket closed. */
+  closed(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.handler?.onClose();
+  }
+}

@@ -1,0 +1,258 @@
+/**
+ * A worker of the pool (`pool.ts`): runs the IP-reputation agent on its own
+ * thread. With `reuseport` it listens on the shared port itself (no frame
+ * crosses threads); with `streams` the main thread accepts and hands over
+ * each connection: as transferred streams on Deno (the design card's
+ * dispatch), as relayed, transferred buffers on Bun (which cannot transfer
+ * streams).
+ *
+ * @module
+ */
+
+import type { Conn, ConnHandler } from "./conn.ts";
+import { ipReputation } from "./iprep.ts";
+import { createLogger, errorText, Level } from "./log.ts";
+import type { FromWorker, ToWorker } from "./pool_protocol.ts";
+import { type Acceptor, createAcceptor, serve, type Server } from "./server.ts";
+
+interface WorkerScope {
+  onmessage: ((event: MessageEvent<ToWorker>) => void) | null;
+  postMessage(message: FromWorker, transfer?: Transferable[]): void;
+  close(): void;
+}
+
+const scope = globalThis as unknown as WorkerScope;
+
+function post(message: FromWorker, transfer: Transferable[] = []): void {
+  scope.postMessage(message, transfer);
+}
+
+/** A copy of `bytes` in a buffer of its own, ready to be transferred. */
+function ownBuffer(bytes: Uint8Array): ArrayBuffer {
+  const buffer = new ArrayBuffer(bytes.length);
+  new Uint8Array(buffer).set(bytes);
+  return buffer;
+}
+
+/** A connection whose socket lives on the main thread: transferred streams (Deno). */
+class StreamConn implements Conn {
+  readonly remote: string;
+  handler: ConnHandler | undefined;
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #queued = 0;
+  #paused = false;
+  #wake: (() => void) | undefined;
+  #closing = false;
+  #closed = false;
+
+  readonly #gone: () => void;
+
+  constructor(
+    remote: string,
+    readable: ReadableStream<Uint8Array>,
+    writable: WritableStream<Uint8Array>,
+    gone: () => void,
+  ) {
+    this.remote = remote;
+    this.#gone = gone;
+    this.#reader = readable.getReader();
+    this.#writer = writable.getWriter();
+  }
+
+  get queued(): number {
+    return this.#queued;
+  }
+
+  start(handler: ConnHandler): void {
+    this.handler = handler;
+    void this.#readLoop();
+  }
+
+  write(bytes: Uint8Array): void {
+    if (this.#closed || this.#closing) return;
+    const copy = bytes.slice(); // The stream keeps what it is given.
+    this.#queued += copy.length;
+    this.#writer.write(copy).then(
+      () => {
+        this.#queued -= copy.length;
+        if (this.#queued === 0 && !this.#closed) this.handler?.onDrain();
+      },
+      () => this.destroy(),
+    );
+  }
+
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    this.#paused = false;
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  close(): void {
+    if (this.#closing || this.#closed) return;
+    this.#closing = true;
+    // Queued writes go first: close() settles after them.
+    this.#writer.close().then(() => this.destroy(), () => this.destroy());
+  }
+
+  destroy(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#reader.cancel().catch(() => {});
+    this.#writer.abort().catch(() => {});
+    this.resume();
+    this.#gone();
+    this.handler?.onClose();
+  }
+
+  async #readLoop(): Promise<void> {
+    try {
+      while (!this.#closed) {
+        if (this.#paused) {
+          await new Promise<void>((resolve) => this.#wake = resolve);
+          continue;
+        }
+        const { value, done } = await this.#reader.read();
+        if (done || this.#closed) break;
+        this.handler!.onData(value, value.length);
+      }
+    } catch {
+      // A reset: a quiet close.
+    }
+    this.destroy();
+  }
+}
+
+/** A connection whose socket lives on the main thread: relayed buffers (Bun). */
+class RelayConn implements Conn {
+  readonly remote: string;
+  handler: ConnHandler | undefined;
+  readonly #cid: number;
+  #closed = false;
+
+  constructor(cid: number, remote: string) {
+    this.#cid = cid;
+    this.remote = remote;
+  }
+
+  /** The main thread keeps the socket's queue and pauses it when full. */
+  get queued(): number {
+    return 0;
+  }
+
+  write(bytes: Uint8Array): void {
+    if (this.#closed) return;
+    const buffer = ownBuffer(bytes);
+    post({ type: "write", cid: this.#cid, bytes: buffer }, [buffer]);
+  }
+
+  pause(): void {
+    if (!this.#closed) post({ type: "pause", cid: this.#cid });
+  }
+
+  resume(): void {
+    if (!this.#closed) post({ type: "resume", cid: this.#cid });
+  }
+
+  close(): void {
+    if (!this.#closed) post({ type: "end", cid: this.#cid });
+  }
+
+  destroy(): void {
+    if (!this.#closed) post({ type: "destroy", cid: this.#cid });
+  }
+
+  /** The main thread reports the socket closed. */
+  closed(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.handler?.onClose();
+  }
+}
+
+let acceptor: Acceptor | undefined;
+let server: Server | undefined;
+/** The `start` in progress: a `shutdown` right after it must wait for the listener. */
+let starting: Promise<void> | undefined;
+const relayed = new Map<number, RelayConn>();
+
+scope.onmessage = (event) => {
+  const message = event.data;
+  switch (message.type) {
+    case "start":
+      starting = start(message);
+      break;
+    case "conn": {
+      const { cid } = message;
+      const conn = new StreamConn(
+        message.remote,
+        message.readable,
+        message.writable,
+        () => post({ type: "gone", cid }),
+      );
+      if (acceptor === undefined) conn.destroy();
+      else conn.start(acceptor.accept(conn));
+      break;
+    }
+    case "open": {
+      const conn = new RelayConn(message.cid, message.remote);
+      relayed.set(message.cid, conn);
+      if (acceptor === undefined) conn.destroy();
+      else conn.handler = acceptor.accept(conn);
+      break;
+    }
+    case "data": {
+      const bytes = new Uint8Array(message.bytes);
+      relayed.get(message.cid)?.handler?.onData(bytes, bytes.length);
+      break;
+    }
+    case "drain":
+      relayed.get(message.cid)?.handler?.onDrain();
+      break;
+    case "closed":
+      relayed.get(message.cid)?.closed();
+      relayed.delete(message.cid);
+      break;
+    case "shutdown":
+      void stop(message.graceMs);
+      break;
+  }
+};
+
+async function start(message: Extract<ToWorker, { type: "start" }>): Promise<void> {
+  const { config } = message;
+  const log = createLogger({
+    level: config.debug ? Level.DEBUG : Level.INFO,
+    name: `worker ${message.id}`,
+  });
+  const agent = ipReputation(config.seed === undefined ? {} : { seed: config.seed });
+  const options = { ...config.session, log };
+  if (message.dispatch === "streams") {
+    acceptor = createAcceptor(agent, options);
+    post({ type: "ready", port: message.port });
+    return;
+  }
+  try {
+    server = await serve(agent, {
+      ...options,
+      hostname: message.hostname,
+      port: message.port,
+      reusePort: true,
+    });
+    post({ type: "ready", port: server.port });
+  } catch (err) {
+    post({ type: "failed", message: errorText(err) });
+  }
+}
+
+async function stop(graceMs: number): Promise<void> {
+  await starting;
+  if (server) await server.shutdown(graceMs);
+  else if (acceptor) await acceptor.shutdown(graceMs);
+  post({ type: "stopped" });
+}
