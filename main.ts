@@ -95,6 +95,9 @@ try {
         session,
       },
       log: log.child("main"),
+      // Relative to this file, so that `bun build --compile` (which flattens
+      // modules into one bundle) finds the worker entry point too.
+      workerUrl: new URL("./lib/worker.ts", import.meta.url),
     });
   }
 } catch (err) {
