@@ -1,9 +1,12 @@
 /**
- * The version of spoa. `package.json` holds the same string; a test keeps
- * them equal, so this file is the one to edit on release.
+ * The version of spoa, read from `package.json` (the one place it is
+ * written). The JSON import is embedded by `deno compile` and
+ * `bun build --compile`, and fetched alongside the code by `deno run <url>`.
  *
  * @module
  */
 
+import pkg from "../package.json" with { type: "json" };
+
 /** The version printed by `spoa --version`. */
-export const VERSION = "0.1.0";
+export const VERSION: string = pkg.version;

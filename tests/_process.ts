@@ -52,12 +52,20 @@ export interface AgentProcess {
 }
 
 /**
- * The command that runs `main.ts` with the current runtime.
+ * The agent executable under test, when it is a compiled binary rather than
+ * `main.ts` (`SPOA_AGENT_BIN`, set by the test runner for `dist/` builds).
+ */
+export const AGENT_BIN: string | undefined = process.env.SPOA_AGENT_BIN || undefined;
+
+/**
+ * The command that runs the agent: the binary in `SPOA_AGENT_BIN`, or
+ * `main.ts` with the current runtime.
  *
- * @param args Arguments for `main.ts`.
+ * @param args Arguments for the agent.
  * @returns The executable and its arguments.
  */
 export function mainCommand(args: string[]): [string, string[]] {
+  if (AGENT_BIN !== undefined) return [AGENT_BIN, args];
   const agent = globalThis.navigator?.userAgent ?? "";
   if (agent.startsWith("Deno/")) {
     return [process.execPath, ["run", "--allow-net", `--allow-read=${LIB}`, MAIN, ...args]];

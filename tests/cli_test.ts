@@ -149,9 +149,9 @@ test("parseCli() throws a one-line UsageError naming the flag for each bad value
   }
 });
 
-test("VERSION equals the version in package.json", () => {
+test("VERSION is package.json's version, a semantic version", () => {
   const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
-  assert.equal(typeof pkg.version, "string");
+  assert.match(pkg.version, /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/);
   assert.equal(VERSION, pkg.version);
 });
 

@@ -88,6 +88,21 @@ async function firstConnection(h: Haproxy): Promise<void> {
   }, "HAProxy's first agent connection");
 }
 
+/**
+ * A request through the reference config, asked again while HAProxy reports
+ * no answer from the agent: `timeout processing 15ms` can expire on a busy
+ * 2-core machine (HAProxy then neither rejects nor scores). Only answered
+ * requests are judged; an agent that never answers still fails.
+ */
+async function answered(h: Haproxy, localAddress?: string): Promise<Response> {
+  let res = await get(urlOf(h), localAddress);
+  for (let i = 0; i < 5 && res.status !== 0 && scoreOf(res.text) === undefined; i++) {
+    await sleep(20);
+    res = await get(urlOf(h), localAddress);
+  }
+  return res;
+}
+
 test("interop: HAProxy is installed", () => {
   assert.match(haproxyVersion(), /^HAProxy version \d+\.\d+/);
 });
@@ -101,7 +116,7 @@ test("interop: the reference config passes agent scores 0..100 that vary", async
       const scores: number[] = [];
       let rejected = 0;
       for (let i = 0; i < 40; i++) {
-        const res = await get(urlOf(h));
+        const res = await answered(h);
         if (res.status === 0) {
           rejected++;
           continue;
@@ -133,7 +148,7 @@ test("interop: with --seed the reject rule rejects exactly the clients scoring b
       let low = 0;
       for (let i = 0; i < 60; i++) {
         const ip = loopback(i);
-        const res = await get(urlOf(h), ip);
+        const res = await answered(h, ip);
         if (expectSeeded(res, seed, ip, (r) => r.status === 0) < 20) low++;
       }
       assert.ok(low > 0 && low < 60, `${low} of 60 clients score below 20`);
@@ -329,7 +344,7 @@ test("interop: an IPv6 client gets its score", async () => {
       loopback6[15] = 1;
       const expected = seededScore(seed, loopback6);
       await firstConnection(h);
-      const res = await get(urlOf(h));
+      const res = await answered(h);
       if (expected < 20) assert.equal(res.status, 0);
       else assert.equal(scoreOf(res.text), expected);
       assertQuiet(agent);

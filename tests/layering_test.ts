@@ -14,8 +14,10 @@ const LAYERS: readonly (readonly [pattern: string, layer: number])[] = [
   ["lib/_constants.ts", 0],
   ["lib/log.ts", 0],
   ["lib/conn.ts", 0],
-  ["lib/version.ts", 0],
+  ["lib/version.ts", 1],
   ["lib/pool_protocol.ts", 0],
+  // Data: lib/version.ts reads the version from it.
+  ["package.json", 0],
   // L1: the codec, pure bytes
   ["lib/_varint.ts", 1],
   ["lib/_ip.ts", 1],
@@ -259,8 +261,9 @@ function readSources(): Map<string, string> {
     }
   };
   walk("lib/");
-  if (existsSync(new URL("main.ts", ROOT))) {
-    files.set("main.ts", readFileSync(new URL("main.ts", ROOT), "utf8"));
+  // package.json is data (imported for the version); it imports nothing.
+  for (const path of ["main.ts", "package.json"]) {
+    if (existsSync(new URL(path, ROOT))) files.set(path, readFileSync(new URL(path, ROOT), "utf8"));
   }
   return files;
 }

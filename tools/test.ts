@@ -1,6 +1,7 @@
 /**
  * The whole test suite: static checks (fmt, lint, type check with JSDoc
- * examples), then every test under Deno and under Bun. Output streams live;
+ * examples), every test under Deno and under Bun, then the process-level
+ * suites against the compiled executables. Output streams live;
  * the last line is `N passed, N failed` over everything. Exits 1 when
  * anything failed.
  *
@@ -23,11 +24,15 @@ interface Tally {
 }
 
 /** Runs a command from the repository root, echoing its output as it comes. */
-async function run(cmd: string, args: string[]): Promise<{ code: number; output: string }> {
+async function run(
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; output: string }> {
   const child = new Deno.Command(cmd, {
     args,
     cwd: root,
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...env },
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -110,6 +115,47 @@ console.log("\n== bun test");
       lastNumber(output, /^\s*(\d+) fail$/gm),
     ),
   );
+}
+
+/**
+ * The suites that start the agent as a process, run again against compiled
+ * executables: the Bun one always (`bun build --compile` works offline), the
+ * Deno one when a `denort` runtime is at hand (`DENORT_BIN`; `deno compile`
+ * otherwise downloads it from Deno's server, which our machines cannot reach).
+ */
+const BINARY_SUITES = ["tests/interop_test.ts", "tests/cli_test.ts", "tests/pool_test.ts"];
+
+async function binarySuite(name: string, task: string, binary: string): Promise<void> {
+  console.log(`\n== ${name}: deno task ${task}`);
+  const built = await run(deno, ["task", task]);
+  if (built.code !== 0) {
+    console.error(`${name}: the build failed (exit ${built.code})`);
+    tallies.push({ name, passed: 0, failed: 1 });
+    return;
+  }
+  console.log(`\n== ${name}: bun test with SPOA_AGENT_BIN=${binary}`);
+  const { code, output } = await run(bun, ["test", ...BINARY_SUITES], {
+    SPOA_AGENT_BIN: `${root}${binary}`,
+  });
+  tallies.push(
+    tally(
+      name,
+      code,
+      lastNumber(output, /^\s*(\d+) pass$/gm),
+      lastNumber(output, /^\s*(\d+) fail$/gm),
+    ),
+  );
+}
+
+if (only.length === 0) {
+  await binarySuite("bun binary", "compile:bun", "dist/spoa-bun");
+  if (Deno.env.get("DENORT_BIN")) await binarySuite("deno binary", "compile", "dist/spoa");
+  else {
+    console.log(
+      "\n== deno binary: not built: DENORT_BIN is not set and Deno's download server is " +
+        "unreachable here; .github/workflows/release.yml builds and smoke-tests it",
+    );
+  }
 }
 
 console.log("");
