@@ -41,6 +41,10 @@ const LISTEN_WAIT_MS = 60_000;
 /** podman stop's own timeout before SIGKILL; the agent must exit well before. */
 const STOP_TIMEOUT_S = 10;
 const RUNTIME = globalThis.navigator?.userAgent?.startsWith("Bun/") ? "bun" : "deno";
+/** The PATH for every command: Debian puts runc in /usr/sbin, which a user's PATH may lack. */
+const PATH = [
+  ...new Set([...(process.env.PATH ?? "").split(delimiter), "/usr/sbin", "/sbin"]),
+].filter((dir) => dir !== "").join(delimiter);
 
 interface Result {
   code: number | null;
@@ -57,7 +61,7 @@ function run(
   return new Promise((resolve, reject) => {
     const child = spawn(cmd[0]!, cmd.slice(1), {
       cwd: ROOT,
-      env: { ...process.env, ...options.env },
+      env: { ...process.env, PATH, ...options.env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";
@@ -92,8 +96,7 @@ async function runOk(cmd: string[], options: { env?: Record<string, string> } = 
 }
 
 function onPath(name: string): boolean {
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
-    if (dir === "") continue;
+  for (const dir of PATH.split(delimiter)) {
     try {
       accessSync(join(dir, name), constants.X_OK);
       return true;
@@ -106,12 +109,6 @@ function onPath(name: string): boolean {
 
 /** Installs buildah, podman and runc when one is missing, or fails saying how to. */
 async function ensureTools(): Promise<void> {
-  // Debian puts runc in /usr/sbin, which a user's PATH may lack.
-  for (const dir of ["/usr/sbin", "/sbin"]) {
-    if (!(process.env.PATH ?? "").split(delimiter).includes(dir)) {
-      process.env.PATH = `${process.env.PATH ?? ""}${delimiter}${dir}`;
-    }
-  }
   const missing = TOOLS.filter((tool) => !onPath(tool));
   if (missing.length === 0) return;
   if (process.getuid?.() !== 0) {
@@ -308,7 +305,7 @@ test("the container answers HELLO and NOTIFY from the host, then exits 0 on SIGT
     "127.0.0.1",
     "-n",
     "2",
-  ], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  ], { cwd: ROOT, env: { ...process.env, PATH }, stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   child.stdout!.resume();
   child.stderr!.setEncoding("utf8");

@@ -9,11 +9,12 @@
 #            `bun build --compile` when missing or older than the sources.
 #   --force  build even when the image for this exact context already exists
 #            (the context's hash is the image's `spoa.context.sha256` label).
-#   --gzip   also report the gzipped size of the image as an OCI archive.
+#   --gzip   also report the compressed size (an oci-archive with gzip layers).
 #
-# Needs buildah (Debian: apt-get install -y buildah podman runc). Root, or a
-# user with subuids for rootless storage.
+# Needs buildah (Debian: apt-get install -y buildah podman runc); tested as
+# root. The test (tests/container_test.ts) runs the image with podman and runc.
 set -euo pipefail
+shopt -s inherit_errexit
 
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -21,11 +22,13 @@ image=localhost/spoa
 context=$root/dist/image
 label=spoa.context.sha256
 
-usage() { sed -n '2,14s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,15s/^# \{0,1\}//p' "$0"; }
 die() {
   printf 'build-image: %s\n' "$*" >&2
   exit 1
 }
+
+trap 'die "failed (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
 
 force=0
 gzip_size=0
@@ -77,7 +80,9 @@ if [ -z "$binary" ]; then
     "$bun" build --compile main.ts lib/worker.ts --outfile "$binary" >&2
   fi
 fi
-[ -f "$binary" ] && [ -x "$binary" ] || die "$binary is not an executable file"
+if [ ! -f "$binary" ] || [ ! -x "$binary" ]; then
+  die "$binary is not an executable file"
+fi
 case $(head -c 4 "$binary" | od -An -c | tr -d ' ') in
   177ELF) ;;
   *) die "$binary is not an ELF executable" ;;
@@ -112,6 +117,9 @@ hash=$(
   } | sha256sum | cut -d' ' -f1
 )
 
+image_id() {
+  "${buildah[@]}" inspect --type image --format '{{.FromImageID}}' "$1" 2>/dev/null || true
+}
 image_label() {
   "${buildah[@]}" inspect --type image --format "{{index .OCIv1.Config.Labels \"$label\"}}" \
     "$1" 2>/dev/null || true
@@ -123,35 +131,39 @@ if [ "$force" = 0 ] && [ "$(image_label "$image:$version")" = "$hash" ] &&
   echo "build-image: $image:$version is up to date (context $hash)"
 else
   echo "build-image: building $image:$version from $binary"
+  previous=$(image_id "$image:latest")
   "${buildah[@]}" bud --quiet --layers=false -f Containerfile \
     --build-arg "VERSION=$version" --label "$label=$hash" \
     -t "$image:$version" -t "$image:latest" "$context" >/dev/null
   echo "build-image: built in $((SECONDS - start)) s"
+  # vfs keeps a full copy of every image: drop the one this build untagged.
+  if [ -n "$previous" ] && [ "$previous" != "$(image_id "$image:latest")" ] &&
+    ! "${buildah[@]}" images --noheading --no-trunc --format '{{.ID}} {{.Name}}:{{.Tag}}' |
+    grep -v '<none>:<none>$' | grep -q "^sha256:$previous "; then
+    "${buildah[@]}" rmi "$previous" >/dev/null 2>&1 || true
+  fi
 fi
 
 # Sizes.
 human() { numfmt --to=iec-i --suffix=B --format='%.1f' "$1"; }
 binary_size=$(stat -c %s "$context/spoa")
 libs_size=$(find "$context/libs" -type f -printf '%s\n' | awk '{ n += $1 } END { print n + 0 }')
-image_size=$("${buildah[@]}" inspect --type image --format '{{.ImageSize}}' "$image:$version" \
-  2>/dev/null || true)
-if ! [[ $image_size =~ ^[0-9]+$ ]] && command -v podman >/dev/null 2>&1; then
-  image_size=$(podman --storage-driver vfs image inspect --format '{{.Size}}' "$image:$version")
-fi
-id=$("${buildah[@]}" inspect --type image --format '{{.FromImageID}}' "$image:$version")
+# The image's size: its layers, uncompressed (what `podman images` shows, less ~3 kB of
+# manifest and config).
+image_size=$("${buildah[@]}" inspect --type image --format '{{.Manifest}}' "$image:$version" |
+  grep -o '"layers":\[.*\]' | grep -o '"size":[0-9]*' | awk -F: '{ n += $2 } END { print n + 0 }')
+id=$(image_id "$image:$version")
 echo "image:   $image:$version ($image:latest), id ${id:0:12}"
 echo "binary:  $binary_size bytes ($(human "$binary_size"))"
-echo "libs:    $libs_size bytes ($(human "$libs_size")): $(tr '\n' ' ' <<<"$libs")"
-if [[ $image_size =~ ^[0-9]+$ ]]; then
-  echo "image:   $image_size bytes ($(human "$image_size"))"
-  echo "image - binary: $((image_size - binary_size)) bytes ($(human $((image_size - binary_size))))"
-fi
+echo "libs:    $libs_size bytes ($(human "$libs_size")): $(paste -sd' ' <<<"$libs")"
+echo "image:   $image_size bytes ($(human "$image_size")), layers uncompressed"
+echo "image - binary: $((image_size - binary_size)) bytes ($(human $((image_size - binary_size))))"
 if [ "$gzip_size" = 1 ]; then
   archive=$(mktemp -d)
   trap 'rm -rf "$archive"' EXIT
+  # buildah push gzips the layers: the archive's size is what a registry stores.
   "${buildah[@]}" push --quiet "$image:$version" "oci-archive:$archive/spoa.tar:$image:$version" \
     >/dev/null
   tar_size=$(stat -c %s "$archive/spoa.tar")
-  gz_size=$(gzip -c "$archive/spoa.tar" | wc -c)
-  echo "archive: $tar_size bytes ($(human "$tar_size")) as oci-archive, $gz_size bytes ($(human "$gz_size")) gzipped"
+  echo "gzipped: $tar_size bytes ($(human "$tar_size")) as an oci-archive (gzip layers)"
 fi
