@@ -178,9 +178,28 @@ export class FrameWriter {
    * @returns This writer.
    */
   append(bytes: Uint8Array): this {
-    this.#ensure(bytes.length);
-    this.#buf.set(bytes, this.#pos);
-    this.#pos += bytes.length;
+    return this.#copy(bytes, bytes.length);
+  }
+
+  /**
+   * Appends everything another writer holds (its `size` bytes), without
+   * making a view of its buffer.
+   *
+   * @param other A writer, typically holding encoded actions.
+   * @returns This writer.
+   */
+  appendWriter(other: FrameWriter): this {
+    return this.#copy(other.#buf, other.#pos);
+  }
+
+  #copy(src: Uint8Array, n: number): this {
+    this.#ensure(n);
+    const buf = this.#buf;
+    const pos = this.#pos;
+    // TypedArray.set() costs more than a loop for a few dozen bytes.
+    if (n > 64) buf.set(src.subarray(0, n), pos);
+    else for (let i = 0; i < n; i++) buf[pos + i] = src[i]!;
+    this.#pos = pos + n;
     return this;
   }
 

@@ -279,8 +279,7 @@ export class Reply {
    * @throws {RangeError} For an integer outside the type's range.
    */
   setVar(scope: Scope | VarScope, name: string, value: Value, type?: DataType): this {
-    checkName(name);
-    this.#w.setVar(scopeByte(scope), name, type ?? inferType(value), value);
+    this.#w.setVar(scopeByte(scope), nameBytes(name), type ?? inferType(value), value);
     this.#count++;
     return this;
   }
@@ -294,8 +293,7 @@ export class Reply {
    * @throws {TypeError} For a bad name.
    */
   unsetVar(scope: Scope | VarScope, name: string): this {
-    checkName(name);
-    this.#w.unsetVar(scopeByte(scope), name);
+    this.#w.unsetVar(scopeByte(scope), nameBytes(name));
     this.#count++;
     return this;
   }
@@ -307,6 +305,15 @@ export class Reply {
    */
   bytes(): Uint8Array {
     return this.#w.bytes();
+  }
+
+  /**
+   * Appends the encoded actions to a frame being written (no copy of a view).
+   *
+   * @param w The writer holding the open ACK frame.
+   */
+  writeTo(w: FrameWriter): void {
+    w.appendWriter(this.#w);
   }
 
   /** Removes every action. */
@@ -352,6 +359,21 @@ function inferType(value: Value): DataType {
     default:
       return DataType.BINARY;
   }
+}
+
+/** Variable names already checked and encoded, so that a handler's names cost one lookup. */
+const NAMES = new Map<string, Uint8Array>();
+const MAX_CACHED_NAMES = 1024;
+
+/** A checked, encoded variable name. */
+function nameBytes(name: string): Uint8Array {
+  let bytes = NAMES.get(name);
+  if (bytes === undefined) {
+    checkName(name);
+    bytes = encodeName(name);
+    if (NAMES.size < MAX_CACHED_NAMES) NAMES.set(name, bytes);
+  }
+  return bytes;
 }
 
 /** HAProxy variable names: `[A-Za-z0-9._]`, not empty. */

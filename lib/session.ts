@@ -24,6 +24,7 @@ import { type Agent, Message, Reply } from "./handler.ts";
 import {
   decodeDisconnect,
   decodeHaproxyHello,
+  encodeName,
   type Frame,
   FrameScanner,
   FrameType,
@@ -107,7 +108,8 @@ const TYPE_NAMES: Record<number, string> = {
   [FrameType.ACK]: "ACK",
 };
 
-const NO_ACTIONS = new Uint8Array(0);
+/** The variable an otherwise empty ACK unsets: `txn.<prefix>._`, which never exists. */
+const PADDING_NAME = encodeName("_");
 
 /**
  * A DISCONNECT message is cut to this many characters, each made ASCII, so
@@ -423,9 +425,8 @@ export class Session implements ConnHandler {
       return;
     }
     const w = this.#writer;
-    const actions = pending.reply.bytes();
     w.begin(FrameType.ACK, pending.streamId, pending.frameId);
-    this.#actions(actions);
+    this.#actions(pending.reply);
     try {
       w.end(this.#maxFrameSize);
     } catch (err) {
@@ -434,7 +435,7 @@ export class Session implements ConnHandler {
         `ACK for ${pending.streamId}/${pending.frameId} dropped its actions: ${err.message}`,
       );
       w.begin(FrameType.ACK, pending.streamId, pending.frameId);
-      this.#actions(NO_ACTIONS);
+      this.#actions(undefined);
       w.end();
     }
     if (this.#log.debugEnabled) {
@@ -448,9 +449,9 @@ export class Session implements ConnHandler {
   }
 
   /** Writes an ACK's actions, padding an empty list unless allowed (§7.3). */
-  #actions(actions: Uint8Array): void {
-    if (actions.length > 0) this.#writer.append(actions);
-    else if (!this.#opts.emptyAcks) this.#writer.unsetVar(VarScope.TXN, "_");
+  #actions(reply: Reply | undefined): void {
+    if (reply !== undefined && reply.size > 0) reply.writeTo(this.#writer);
+    else if (!this.#opts.emptyAcks) this.#writer.unsetVar(VarScope.TXN, PADDING_NAME);
   }
 
   #peerDisconnect(frame: Frame): void {

@@ -429,3 +429,14 @@ test("FrameWriter.take() returns bytes that stay intact after more writes", () =
   assert.equal(toHex(taken), expected);
   assert.equal(w.bytes()[4], FrameType.AGENT_DISCONNECT);
 });
+
+test("FrameWriter.appendWriter() copies another writer's bytes, short and long", () => {
+  for (const size of [0, 5, 64, 65, 300]) {
+    const other = new FrameWriter(8).append(new Uint8Array(size).map((_, i) => i & 0xff));
+    const w = new FrameWriter(4).byte(0xee).appendWriter(other);
+    assert.equal(w.size, 1 + size);
+    const bytes = w.bytes();
+    assert.equal(bytes[0], 0xee);
+    for (let i = 0; i < size; i++) assert.equal(bytes[1 + i], i & 0xff, `byte ${i} of ${size}`);
+  }
+});
