@@ -46,6 +46,7 @@ const session = {
   fragmentation: options.fragmentation,
   replyDelay: options.replyDelay,
   closeAfterFrames: options.closeAfterFrames,
+  handlerTimeout: options.handlerTimeout,
 };
 
 /** What SIGTERM/SIGINT stops: the single-thread server or the pool. */
@@ -79,6 +80,7 @@ try {
     const agent = ipReputation(options.seed === undefined ? {} : { seed: options.seed });
     running = await serve(agent, {
       ...session,
+      maxConnections: options.maxConnections,
       hostname: options.address,
       port: options.port,
       log,
@@ -93,6 +95,8 @@ try {
         debug: options.debug,
         ...(options.seed === undefined ? {} : { seed: options.seed }),
         session,
+        // Each worker counts its own connections.
+        maxConnections: Math.ceil(options.maxConnections / options.workers),
       },
       log: log.child("main"),
       // Relative to this file, so that `bun build --compile` (which flattens

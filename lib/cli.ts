@@ -30,6 +30,10 @@ Options:
       --dispatch <mode>      How connections reach workers: reuseport (each worker listens
                              on the port) or streams (the main thread accepts and hands
                              them over). Default: reuseport.
+      --max-connections <n>  Connections served at once; more are closed on arrival.
+                             Default: 10000.
+      --handler-timeout <t>  How long handlers may take before a NOTIFY is acknowledged
+                             without their actions (0: no limit). Default: 50ms.
       --seed <n>             Make scores a fixed function of n and the client address.
       --version              Print the version and exit.
 `;
@@ -62,6 +66,10 @@ export interface CliOptions {
   address: string;
   /** `--dispatch`. */
   dispatch: "reuseport" | "streams";
+  /** `--max-connections`. */
+  maxConnections: number;
+  /** `--handler-timeout`, in milliseconds; 0 for none. */
+  handlerTimeout: number;
   /** `--seed`, if given. */
   seed: number | undefined;
 }
@@ -111,6 +119,8 @@ export function parseCli(argv: string[]): CliOptions {
         "close-after": { type: "string", short: "f" },
         address: { type: "string", short: "a" },
         dispatch: { type: "string" },
+        "max-connections": { type: "string" },
+        "handler-timeout": { type: "string" },
         seed: { type: "string" },
         version: { type: "boolean" },
       },
@@ -154,6 +164,10 @@ export function parseCli(argv: string[]): CliOptions {
     closeAfterFrames: integer("-f", values["close-after"], 0, 1, Number.MAX_SAFE_INTEGER),
     address,
     dispatch,
+    maxConnections: integer("--max-connections", values["max-connections"], 10_000, 1, 1_000_000),
+    handlerTimeout: values["handler-timeout"] === undefined
+      ? 50
+      : duration("--handler-timeout", values["handler-timeout"]),
     seed: values.seed === undefined ? undefined : integer("--seed", values.seed, 0, 0, 0xffff_ffff),
   };
 }

@@ -14,7 +14,7 @@ export interface WorkerConfig {
   debug: boolean;
   /** `--seed`, if given. */
   seed?: number;
-  /** Session options (`-m`, `-c`, `-t`, `-f`). */
+  /** Session options (`-m`, `-c`, `-t`, `-f`, `--handler-timeout`). */
   session: {
     maxFrameSize: number;
     pipelining: boolean;
@@ -22,7 +22,10 @@ export interface WorkerConfig {
     fragmentation: boolean;
     replyDelay: number;
     closeAfterFrames: number;
+    handlerTimeout?: number;
   };
+  /** This worker's share of `--max-connections`. */
+  maxConnections?: number;
 }
 
 /** Main thread → worker. */

@@ -41,8 +41,14 @@ export interface Server {
   shutdown(graceMs?: number): Promise<void>;
 }
 
+/** The default of `maxConnections`. */
+export const DEFAULT_MAX_CONNECTIONS = 10_000;
+const SWEEP_MS = 1000;
+
 /** Options of {@linkcode createAcceptor}. */
 export interface AcceptorOptions extends Partial<SessionOptions> {
+  /** Connections served at once; more are closed as soon as they arrive. 10,000 by default. */
+  maxConnections?: number;
   /** Where to log; info level on stderr by default. */
   log?: Logger;
   /** Timer functions for sessions (tests inject their own). */
@@ -79,15 +85,44 @@ export function createAcceptor(agent: Agent, options: AcceptorOptions = {}): Acc
     if (options[key] !== undefined) Object.assign(sessionOptions, { [key]: options[key] });
   }
   const sessions = new Set<Session>();
+  const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   let nextId = 1;
+  let refused = 0;
+  // Frame timeouts are checked by one sweep a second, running only while
+  // there are connections (so an idle server keeps no timer).
+  let sweep: ReturnType<typeof setInterval> | undefined;
+  const now = () => options.timers?.clock?.() ?? Date.now();
+  function forget(session: Session): void {
+    sessions.delete(session);
+    if (sessions.size === 0 && sweep !== undefined) {
+      clearInterval(sweep);
+      sweep = undefined;
+    }
+  }
   return {
     accept(conn) {
+      if (sessions.size >= maxConnections) {
+        conn.destroy();
+        // One line per 1,000 refusals: a flood must not flood the log too.
+        if (refused++ % 1000 === 0) {
+          log.warn(
+            `refused a connection from ${conn.remote}: ${maxConnections} are open (--max-connections)`,
+          );
+        }
+        return { onData() {}, onDrain() {}, onClose() {} };
+      }
+      if (sweep === undefined) {
+        sweep = setInterval(() => {
+          const t = now();
+          for (const s of sessions) s.expire(t);
+        }, SWEEP_MS);
+      }
       const id = nextId++;
       const connLog = log.child(`#${id}`);
       if (connLog.debugEnabled) connLog.debug(`accepted ${conn.remote}`);
       const session = new Session(conn, agent, sessionOptions, connLog, options.timers);
       sessions.add(session);
-      void session.closed.then(() => sessions.delete(session));
+      void session.closed.then(() => forget(session));
       return session;
     },
     get connections() {

@@ -47,6 +47,8 @@ export interface Timers {
   setTimeout(fn: () => void, ms: number): unknown;
   /** Cancels a handle from `setTimeout`. */
   clearTimeout(handle: unknown): void;
+  /** The current time in milliseconds; `Date.now` by default. */
+  clock?(): number;
 }
 
 /** How a session behaves. */
@@ -73,6 +75,13 @@ export interface SessionOptions {
   maxQueuedBytes: number;
   /** The largest reassembled NOTIFY payload (with `fragmentation`). */
   maxReassembledSize: number;
+  /**
+   * Milliseconds handlers of one NOTIFY may take before it is acknowledged
+   * without their actions (with a warning); 0 waits forever.
+   */
+  handlerTimeout: number;
+  /** Milliseconds a frame may stay incomplete before the connection is closed. */
+  frameTimeout: number;
 }
 
 /** The defaults: those of HAProxy's example agent where it has one. */
@@ -88,6 +97,8 @@ export const DEFAULT_SESSION_OPTIONS: Readonly<SessionOptions> = {
   maxInFlight: 1024,
   maxQueuedBytes: 1 << 20,
   maxReassembledSize: 1 << 20,
+  handlerTimeout: 50,
+  frameTimeout: 5000,
 };
 
 const GLOBAL_TIMERS: Timers = {
@@ -123,6 +134,10 @@ class Pending {
   frameId: number | bigint = 0;
   /** Handlers that have not finished. */
   waiting = 0;
+  /** The handler deadline's timer, while handlers run asynchronously. */
+  deadline: unknown = undefined;
+  /** The deadline passed: the ACK went out without actions; late handlers are ignored. */
+  late = false;
   readonly reply = new Reply();
 }
 
@@ -154,6 +169,8 @@ export class Session implements ConnHandler {
   #flushQueued = false;
   #outputFull = false;
   #readPaused = false;
+  /** When the frame now buffered in part started to arrive (while reading), or -1. */
+  #partialSince = -1;
 
   /**
    * @param conn The connection.
@@ -231,6 +248,28 @@ export class Session implements ConnHandler {
     }
     this.#inData = false;
     this.#flush();
+    if (this.#scanner.buffered === 0) this.#partialSince = -1;
+    else if (this.#partialSince < 0) this.#partialSince = this.#now();
+  }
+
+  /**
+   * Closes the connection (status 2) when a frame has stayed incomplete for
+   * `frameTimeout` while we were reading: a peer that trickles or stalls
+   * mid-frame cannot hold a connection and its buffer forever. The server
+   * calls this about once a second.
+   *
+   * @param now The current time in milliseconds.
+   */
+  expire(now: number): void {
+    const since = this.#partialSince;
+    if (since < 0 || this.#readPaused || this.#state >= State.CLOSING) return;
+    if (now - since >= this.#opts.frameTimeout) {
+      this.#disconnect(Status.TIMEOUT, `frame still incomplete after ${now - since} ms`);
+    }
+  }
+
+  #now(): number {
+    return this.#timers.clock?.() ?? Date.now();
   }
 
   onDrain(): void {
@@ -396,6 +435,12 @@ export class Session implements ConnHandler {
       }
     }
     if (pending.waiting === 0) this.#complete(pending);
+    else if (this.#opts.handlerTimeout > 0) {
+      pending.deadline = this.#timers.setTimeout(
+        () => this.#deadline(pending),
+        this.#opts.handlerTimeout,
+      );
+    }
     const limit = this.#opts.closeAfterFrames;
     if (limit > 0 && this.#notifies >= limit && this.#state === State.RUNNING) {
       if (this.#log.debugEnabled) this.#log.debug(`closing after ${limit} frames (-f)`);
@@ -410,7 +455,31 @@ export class Session implements ConnHandler {
 
   #handlerDone(pending: Pending, message: Message): void {
     this.#messagePool.push(message);
-    if (--pending.waiting === 0) this.#complete(pending);
+    if (--pending.waiting > 0 || pending.late) return;
+    if (pending.deadline !== undefined) {
+      this.#timers.clearTimeout(pending.deadline);
+      pending.deadline = undefined;
+    }
+    this.#complete(pending);
+  }
+
+  /**
+   * Handlers outlived `handlerTimeout`: acknowledge now, without actions, so
+   * HAProxy is not left waiting. The Pending is abandoned rather than reused:
+   * the late handlers still hold its Reply.
+   */
+  #deadline(pending: Pending): void {
+    pending.deadline = undefined;
+    if (pending.waiting === 0 || pending.late) return;
+    pending.late = true;
+    this.#log.warn(
+      `handlers for NOTIFY ${pending.streamId}/${pending.frameId} did not finish within ${this.#opts.handlerTimeout} ms; acknowledged without actions`,
+    );
+    if (this.#state < State.CLOSING) {
+      this.#writeAck(pending.streamId, pending.frameId, undefined);
+      if (!this.#inData) this.#queueFlush();
+    }
+    this.#settled();
   }
 
   #complete(pending: Pending): void {
@@ -420,31 +489,36 @@ export class Session implements ConnHandler {
   }
 
   #ack(pending: Pending): void {
-    if (this.#state >= State.CLOSING) {
-      this.#releasePending(pending);
-      return;
+    if (this.#state < State.CLOSING) {
+      this.#writeAck(pending.streamId, pending.frameId, pending.reply);
+      if (!this.#inData) this.#queueFlush();
     }
+    this.#pendingPool.push(pending);
+    this.#settled();
+  }
+
+  /** Writes one ACK frame (the actions must fit the negotiated frame size). */
+  #writeAck(streamId: number | bigint, frameId: number | bigint, reply: Reply | undefined): void {
     const w = this.#writer;
-    w.begin(FrameType.ACK, pending.streamId, pending.frameId);
-    this.#actions(pending.reply);
+    w.begin(FrameType.ACK, streamId, frameId);
+    this.#actions(reply);
     try {
       w.end(this.#maxFrameSize);
     } catch (err) {
       if (!(err instanceof RangeError)) throw err;
-      this.#log.error(
-        `ACK for ${pending.streamId}/${pending.frameId} dropped its actions: ${err.message}`,
-      );
-      w.begin(FrameType.ACK, pending.streamId, pending.frameId);
+      this.#log.error(`ACK for ${streamId}/${frameId} dropped its actions: ${err.message}`);
+      w.begin(FrameType.ACK, streamId, frameId);
       this.#actions(undefined);
       w.end();
     }
     if (this.#log.debugEnabled) {
-      this.#log.debug(
-        `-> ACK stream=${pending.streamId} frame=${pending.frameId} actions=${pending.reply.size}`,
-      );
+      this.#log.debug(`-> ACK stream=${streamId} frame=${frameId} actions=${reply?.size ?? 0}`);
     }
-    this.#releasePending(pending);
-    if (!this.#inData) this.#queueFlush();
+  }
+
+  /** A NOTIFY left the in-flight count (acknowledged, or dropped on close). */
+  #settled(): void {
+    if (this.#inFlight-- >= this.#opts.maxInFlight) this.#updateReading();
     if (this.#state === State.DRAINING && this.#inFlight === 0) this.#finishDrain();
   }
 
@@ -529,7 +603,11 @@ export class Session implements ConnHandler {
     if (pause === this.#readPaused) return;
     this.#readPaused = pause;
     if (pause) this.#conn.pause();
-    else this.#conn.resume();
+    else {
+      // Time spent paused by us does not count against the peer.
+      if (this.#partialSince >= 0) this.#partialSince = this.#now();
+      this.#conn.resume();
+    }
   }
 
   #acquirePending(streamId: number | bigint, frameId: number | bigint): Pending {
@@ -537,14 +615,10 @@ export class Session implements ConnHandler {
     pending.streamId = streamId;
     pending.frameId = frameId;
     pending.waiting = 0;
+    pending.late = false;
     pending.reply.clear();
     if (++this.#inFlight >= this.#opts.maxInFlight) this.#updateReading();
     return pending;
-  }
-
-  #releasePending(pending: Pending): void {
-    this.#pendingPool.push(pending);
-    if (this.#inFlight-- >= this.#opts.maxInFlight) this.#updateReading();
   }
 
   #clearHelloTimer(): void {

@@ -231,7 +231,11 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
     name: `worker ${message.id}`,
   });
   const agent = ipReputation(config.seed === undefined ? {} : { seed: config.seed });
-  const options = { ...config.session, log };
+  const options = {
+    ...config.session,
+    ...(config.maxConnections === undefined ? {} : { maxConnections: config.maxConnections }),
+    log,
+  };
   if (message.dispatch === "streams") {
     acceptor = createAcceptor(agent, options);
     post({ type: "ready", port: message.port });

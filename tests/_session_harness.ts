@@ -152,6 +152,11 @@ export class FakeConn implements Conn {
 export class FakeTimers implements Timers {
   /** The current time in ms. */
   now = 0;
+
+  /** The fake time, for the session's frame timeout. */
+  clock(): number {
+    return this.now;
+  }
   #nextId = 1;
   readonly #timers = new Map<number, { at: number; fn: () => void }>();
 

@@ -23,6 +23,8 @@ const DEFAULTS: CliOptions = {
   closeAfterFrames: 0,
   address: "0.0.0.0",
   dispatch: "reuseport",
+  maxConnections: 10_000,
+  handlerTimeout: 50,
   seed: undefined,
 };
 
@@ -37,6 +39,8 @@ const BAD: [string[], string][] = [
   [["-m", "16777217"], "-m"],
   [["-c", "bogus"], "-c"],
   [["--dispatch", "threads"], "--dispatch"],
+  [["--max-connections", "0"], "--max-connections"],
+  [["--handler-timeout", "5m"], "--handler-timeout"],
   [["-c", "async,bogus"], "-c"],
   [["-t", "10h"], "-t"],
   [["-t", "61s"], "-t"],
@@ -79,6 +83,8 @@ test("parseCli() reads every flag in short and long form", () => {
     closeAfterFrames: 3,
     address: "127.0.0.1",
     dispatch: "streams",
+    maxConnections: 100,
+    handlerTimeout: 250,
     seed: 7,
   };
   const short = ["-h", "-d", "-p", "9000", "-n", "2", "-m", "256", "-c", "async", "-t", "10"];
@@ -86,6 +92,7 @@ test("parseCli() reads every flag in short and long form", () => {
     parseCli([
       ...short,
       ...["-f", "3", "-a", "127.0.0.1", "--dispatch", "streams", "--seed", "7", "--version"],
+      ...["--max-connections", "100", "--handler-timeout", "250"],
     ]),
     expected,
   );
@@ -107,6 +114,8 @@ test("parseCli() reads every flag in short and long form", () => {
       "--address",
       "127.0.0.1",
       "--dispatch=streams",
+      "--max-connections=100",
+      "--handler-timeout=250ms",
       "--seed=7",
       "--version",
     ]),
