@@ -169,6 +169,8 @@ export class Session implements ConnHandler {
   #flushQueued = false;
   #outputFull = false;
   #readPaused = false;
+  /** When queued output went above `maxQueuedBytes`. */
+  #outputFullSince = 0;
   /** When the frame now buffered in part started to arrive (while reading), or -1. */
   #partialSince = -1;
 
@@ -255,12 +257,22 @@ export class Session implements ConnHandler {
   /**
    * Closes the connection (status 2) when a frame has stayed incomplete for
    * `frameTimeout` while we were reading: a peer that trickles or stalls
-   * mid-frame cannot hold a connection and its buffer forever. The server
-   * calls this about once a second.
+   * mid-frame cannot hold a connection and its buffer forever. A peer that
+   * has not read our queued output for `frameTimeout` is cut off the same way
+   * (without DISCONNECT, which it would not read). The server calls this
+   * about once a second.
    *
    * @param now The current time in milliseconds.
    */
   expire(now: number): void {
+    if (this.#outputFull && this.#state < State.CLOSED) {
+      // A peer that stopped reading our output: it cannot read a DISCONNECT either.
+      if (now - this.#outputFullSince >= this.#opts.frameTimeout) {
+        this.#log.warn(`peer read no output for ${now - this.#outputFullSince} ms; closing`);
+        this.abort();
+      }
+      return;
+    }
     const since = this.#partialSince;
     if (since < 0 || this.#readPaused || this.#state >= State.CLOSING) return;
     if (now - since >= this.#opts.frameTimeout) {
@@ -533,7 +545,10 @@ export class Session implements ConnHandler {
     const line = `HAProxy disconnects: status ${status} (${message})`;
     if (status === Status.NORMAL) this.#log.debug(line);
     else this.#log.info(line);
-    this.#disconnect(status, undefined);
+    // Echo HAProxy's code; a value no status can have (HAProxy never sends
+    // one) is answered as "unknown" rather than breaking the reply.
+    const valid = Number.isInteger(status) && status >= 0 && status <= 0xffff_ffff;
+    this.#disconnect(valid ? status : Status.UNKNOWN, undefined);
   }
 
   #drain(): void {
@@ -592,6 +607,7 @@ export class Session implements ConnHandler {
     w.reset();
     if (!this.#outputFull && this.#conn.queued > this.#opts.maxQueuedBytes) {
       this.#outputFull = true;
+      this.#outputFullSince = this.#now();
       this.#updateReading();
     }
   }

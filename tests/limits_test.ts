@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Agent, createLogger, DataType, Level } from "../lib/mod.ts";
 import { createAcceptor } from "../lib/server.ts";
-import { FrameType, Status } from "../lib/spop.ts";
+import { FrameType, FrameWriter, Status } from "../lib/spop.ts";
 import {
   deferred,
   FakeConn,
@@ -120,15 +120,14 @@ test("Session.expire() does not count time spent with reading paused by the agen
   const frame = notify(1, 1, [ASK]);
   h.conn.feed(frame.subarray(0, 10));
   assert.ok(h.conn.events.includes("pause"));
-  h.timers.now = 10_000;
+  h.timers.now = 4000; // Paused for 4 s: the frame timeout would have run out at 5 s.
   h.session.expire(h.timers.now);
-  assert.equal(h.conn.frames().filter((f) => f.type === FrameType.AGENT_DISCONNECT).length, 0);
   h.conn.queued = 0;
-  h.session.onDrain(); // Reading resumes: the peer gets a fresh frameTimeout.
-  h.timers.now = 14_999;
+  h.session.onDrain(); // Reading resumes at 4 s: the peer gets a fresh frameTimeout.
+  h.timers.now = 8999;
   h.session.expire(h.timers.now);
   assert.equal(h.conn.frames().filter((f) => f.type === FrameType.AGENT_DISCONNECT).length, 0);
-  h.timers.now = 15_000;
+  h.timers.now = 9000;
   h.session.expire(h.timers.now);
   assert.equal(h.conn.frames().filter((f) => f.type === FrameType.AGENT_DISCONNECT).length, 1);
 });
@@ -154,4 +153,32 @@ test("createAcceptor() closes connections beyond maxConnections at once, others 
   late.handler = acceptor.accept(late);
   assert.equal(late.count("destroy"), 0);
   await acceptor.shutdown(100);
+});
+
+test("Session answers a HAPROXY-DISCONNECT with an impossible status as status 99 and closes", () => {
+  for (const [type, value] of [[DataType.INT32, -1], [DataType.UINT64, 2n ** 40n]] as const) {
+    const h = startSession(new Agent());
+    h.conn.feed(haproxyHello());
+    const w = new FrameWriter(64);
+    w.begin(FrameType.HAPROXY_DISCONNECT).kv("status-code", type, value)
+      .kv("message", DataType.STRING, "bye").end();
+    h.conn.feed(w.take());
+    const bye = h.conn.frames().filter((f) => f.type === FrameType.AGENT_DISCONNECT);
+    assert.equal(bye[0]?.disconnect?.status, Status.UNKNOWN, `${value}`);
+    assert.ok(h.conn.ended, "closed");
+    assert.equal(linesAt(h.lines, "error").length, 0);
+  }
+});
+
+test("Session.expire() cuts off a peer that reads none of its output for frameTimeout", () => {
+  const h = startSession(new Agent(), { frameTimeout: 5000, maxQueuedBytes: 10 });
+  h.conn.queued = 1000; // Nothing we write leaves: the AGENT-HELLO fills the queue.
+  h.conn.feed(haproxyHello());
+  h.timers.now = 4999;
+  h.session.expire(h.timers.now);
+  assert.equal(h.conn.count("destroy"), 0);
+  h.timers.now = 5000;
+  h.session.expire(h.timers.now);
+  assert.equal(h.conn.count("destroy"), 1);
+  assert.equal(linesAt(h.lines, "warn").length, 1);
 });

@@ -123,7 +123,12 @@ console.log("\n== bun test");
  * Deno one when a `denort` runtime is at hand (`DENORT_BIN`; `deno compile`
  * otherwise downloads it from Deno's server, which our machines cannot reach).
  */
-const BINARY_SUITES = ["tests/interop_test.ts", "tests/cli_test.ts", "tests/pool_test.ts"];
+const BINARY_SUITES = [
+  "tests/interop_test.ts",
+  "tests/cli_test.ts",
+  "tests/pool_test.ts",
+  "tests/hostile_test.ts",
+];
 
 async function binarySuite(name: string, task: string, binary: string): Promise<void> {
   console.log(`\n== ${name}: deno task ${task}`);
