@@ -10,7 +10,23 @@
  * a mismatch, a DISCONNECT or a socket error counts as an error. Latency is
  * measured per NOTIFY, from the write of its batch to the read of its ACK.
  *
- * Runs under Bun and Deno (`node:net` sockets):
+ * `--echo`: the peer is an echo server (`bench/echo.ts`), not an agent. The
+ * handshake ends when the HAPROXY-HELLO comes back, and a response is the
+ * echoed NOTIFY itself (type 3, same ids) instead of an ACK; it is checked
+ * against the outstanding NOTIFYs and measured the same way. The agent's
+ * msgs/s divided by the echo server's under the same load is the agent's
+ * efficiency relative to its runtime's limit.
+ *
+ * `--rate N`: paced. Instead of one new NOTIFY per ACK, NOTIFYs are sent as
+ * they fall due so that the total rate is N msgs/s: after each read on the
+ * connection that read (one write), and on a 1 ms timer spread over the
+ * connections, never more than `-d` in flight per connection. What cannot be
+ * sent for lack of room waits, up to `-c` x `-d` messages; beyond that it is
+ * dropped and counted (`behindPct`): the peer is slower than N.
+ *
+ * Runs under Bun and Deno. Under Bun it uses Bun's own sockets (`Bun.connect`),
+ * which cost the load generator less CPU than `node:net` (`--transport node`
+ * picks `node:net`, the only choice under Deno):
  *
  * ```sh
  * node_modules/bun/bin/bun.exe bench/load.ts --port 12345 -c 16 -d 16 --seconds 5
@@ -41,7 +57,7 @@ import {
 } from "../lib/spop.ts";
 
 const USAGE = `Usage: load.ts --port N [--host 127.0.0.1] [-c 16] [-d 16] [--seconds 5]
-               [--warmup 1] [--ids 3x|2x]`;
+               [--warmup 1] [--ids 3x|2x] [--echo] [--rate N] [--transport bun|node]`;
 
 /** Our max-frame-size in HAPROXY-HELLO (HAProxy's default). */
 const MAX_FRAME_SIZE = 16380;
@@ -49,6 +65,175 @@ const MAX_FRAME_SIZE = 16380;
 const HANDSHAKE_TIMEOUT_MS = 5000;
 /** How long closing may take after the measured window. */
 const CLOSE_TIMEOUT_MS = 1000;
+/** The pacing timer's period with `--rate`. */
+const TICK_MS = 1;
+
+/** What a connection needs from its socket. */
+interface Transport {
+  /** Sends bytes; they may be reused as soon as this returns. */
+  write(bytes: Uint8Array): void;
+  /** Sends bytes, then FIN. */
+  end(bytes: Uint8Array): void;
+  /** Closes at once. */
+  destroy(): void;
+}
+
+/** Socket events, for a transport to report. */
+interface TransportEvents {
+  onConnect(): void;
+  onData(chunk: Uint8Array): void;
+  onError(err: Error): void;
+  /** Once, whatever closed the socket. */
+  onClose(): void;
+}
+
+/** `node:net` (Deno, Node, or Bun with `--transport node`). */
+function nodeTransport(host: string, port: number, ev: TransportEvents): Transport {
+  const sock = net.connect({ host, port });
+  sock.setNoDelay(true);
+  sock.on("connect", () => ev.onConnect());
+  sock.on("data", (chunk: Uint8Array) => ev.onData(chunk));
+  sock.on("error", (err: Error) => ev.onError(err));
+  sock.on("close", () => ev.onClose());
+  return {
+    // node:net may keep the buffer until it is written: hand over a copy.
+    write: (bytes) => void sock.write(bytes.slice()),
+    end: (bytes) => void sock.end(bytes.slice()),
+    destroy: () => void sock.destroy(),
+  };
+}
+
+interface BunSocket {
+  data: BunTransport;
+  write(data: Uint8Array): number;
+  end(): void;
+  terminate(): void;
+  setNoDelay?(enabled: boolean): void;
+}
+
+interface BunApi {
+  connect(options: {
+    hostname: string;
+    port: number;
+    data: BunTransport;
+    socket: {
+      open(socket: BunSocket): void;
+      data(socket: BunSocket, data: Uint8Array): void;
+      drain(socket: BunSocket): void;
+      end(socket: BunSocket): void;
+      close(socket: BunSocket): void;
+      error(socket: BunSocket, error: Error): void;
+      connectError(socket: BunSocket, error: Error): void;
+    };
+  }): Promise<BunSocket>;
+}
+
+const BUN = (globalThis as unknown as { Bun?: BunApi }).Bun;
+
+/**
+ * Bun's sockets: `write` takes what the kernel accepts and keeps nothing,
+ * so the rest is queued here (copied) and sent on `drain`.
+ */
+class BunTransport implements Transport {
+  readonly ev: TransportEvents;
+  sock: BunSocket | undefined;
+  #out = new Uint8Array(0);
+  #outLen = 0;
+  #ending = false;
+  #closed = false;
+
+  constructor(ev: TransportEvents) {
+    this.ev = ev;
+  }
+
+  write(bytes: Uint8Array): void {
+    const sock = this.sock;
+    if (sock === undefined || this.#closed || this.#ending) return;
+    if (this.#outLen === 0) {
+      const n = sock.write(bytes);
+      if (n >= bytes.length) return;
+      this.#queue(n > 0 ? bytes.subarray(n) : bytes);
+    } else {
+      this.#queue(bytes);
+    }
+  }
+
+  end(bytes: Uint8Array): void {
+    this.write(bytes);
+    this.#ending = true;
+    if (this.#outLen === 0) this.sock?.end();
+  }
+
+  destroy(): void {
+    this.#outLen = 0;
+    this.sock?.terminate();
+  }
+
+  drain(): void {
+    const sock = this.sock;
+    if (sock === undefined || this.#outLen === 0) return;
+    const n = sock.write(this.#out.subarray(0, this.#outLen));
+    if (n > 0) {
+      this.#out.copyWithin(0, n, this.#outLen);
+      this.#outLen -= n;
+    }
+    if (this.#outLen === 0 && this.#ending) sock.end();
+  }
+
+  closed(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.ev.onClose();
+  }
+
+  #queue(bytes: Uint8Array): void {
+    const need = this.#outLen + bytes.length;
+    if (need > this.#out.length) {
+      const grown = new Uint8Array(Math.max(need, this.#out.length * 2, 16 * 1024));
+      grown.set(this.#out.subarray(0, this.#outLen));
+      this.#out = grown;
+    }
+    this.#out.set(bytes, this.#outLen);
+    this.#outLen = need;
+  }
+}
+
+/** One set of handlers for every Bun socket (the transport rides in `socket.data`). */
+const BUN_HANDLERS = {
+  open(socket: BunSocket) {
+    socket.setNoDelay?.(true);
+    socket.data.sock = socket;
+    socket.data.ev.onConnect();
+  },
+  data(socket: BunSocket, data: Uint8Array) {
+    socket.data.ev.onData(data);
+  },
+  drain(socket: BunSocket) {
+    socket.data.drain();
+  },
+  end(socket: BunSocket) {
+    socket.end();
+  },
+  close(socket: BunSocket) {
+    socket.data.closed();
+  },
+  error(socket: BunSocket, error: Error) {
+    socket.data.ev.onError(error);
+  },
+  connectError(socket: BunSocket, error: Error) {
+    socket.data.ev.onError(error);
+    socket.data.closed();
+  },
+};
+
+function bunTransport(bun: BunApi, host: string, port: number, ev: TransportEvents): Transport {
+  const t = new BunTransport(ev);
+  bun.connect({ hostname: host, port, data: t, socket: BUN_HANDLERS }).catch((err: unknown) => {
+    ev.onError(err instanceof Error ? err : new Error(String(err)));
+    t.closed();
+  });
+  return t;
+}
 
 interface Options {
   host: string;
@@ -58,6 +243,12 @@ interface Options {
   seconds: number;
   warmup: number;
   ids: "3x" | "2x";
+  /** The peer echoes (`bench/echo.ts`): responses are the NOTIFYs themselves. */
+  echo: boolean;
+  /** Total msgs/s to send on a timer; 0 for closed loop (one NOTIFY per response). */
+  rate: number;
+  /** Sockets: Bun's own (`Bun.connect`) or `node:net`. */
+  transport: "bun" | "node";
 }
 
 function usage(message: string): never {
@@ -80,6 +271,9 @@ function parseOptions(argv: string[]): Options {
         seconds: { type: "string", default: "5" },
         warmup: { type: "string", default: "1" },
         ids: { type: "string", default: "3x" },
+        echo: { type: "boolean", default: false },
+        rate: { type: "string", default: "0" },
+        transport: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     }));
@@ -106,6 +300,9 @@ function parseOptions(argv: string[]): Options {
   };
   if (values.port === undefined) usage("--port is required");
   if (values.ids !== "3x" && values.ids !== "2x") usage(`--ids must be 3x or 2x`);
+  const transport = values.transport ?? (BUN === undefined ? "node" : "bun");
+  if (transport !== "node" && transport !== "bun") usage(`--transport must be bun or node`);
+  if (transport === "bun" && BUN === undefined) usage(`--transport bun needs Bun`);
   return {
     host: values.host,
     port: int("port", values.port, 1, 65535),
@@ -114,6 +311,9 @@ function parseOptions(argv: string[]): Options {
     seconds: seconds("seconds", values.seconds, 0.1),
     warmup: seconds("warmup", values.warmup, 0),
     ids: values.ids,
+    echo: values.echo,
+    rate: seconds("rate", values.rate, 0),
+    transport,
   };
 }
 
@@ -219,6 +419,9 @@ const hist = new Histogram();
 let acks = 0;
 let reads = 0;
 let mismatches = 0;
+/** --rate: NOTIFYs due while measuring, and those dropped for lack of room. */
+let due = 0;
+let dropped = 0;
 let disconnects = 0;
 let socketErrors = 0;
 let firstError = "";
@@ -233,7 +436,7 @@ function noteError(message: string): void {
 
 /** One HAProxy-like connection. */
 class Conn {
-  readonly sock: net.Socket;
+  readonly sock: Transport;
   readonly index: number;
   readonly scanner = new FrameScanner(MAX_FRAME_SIZE);
   readonly writer = new FrameWriter(64 * 1024);
@@ -241,6 +444,8 @@ class Conn {
   readonly payload: Uint8Array;
   readonly outstanding: Outstanding;
   nextSeq = 0; // --ids 3x: stream-id 2 * seq + 1.
+  /** NOTIFYs sent and not yet answered. */
+  inFlight = 0;
   ready = false;
   closed = false;
   /** An error already reported the loss of this connection. */
@@ -269,35 +474,38 @@ class Conn {
     this.handshaken = new Promise<void>((resolve, reject) => {
       this.#handshake = { resolve, reject };
     });
-    this.sock = net.connect({ host: opts.host, port: opts.port });
-    this.sock.setNoDelay(true);
-    this.sock.on("connect", () => {
-      const hello = new FrameWriter();
-      writeHaproxyHello(hello, {
-        maxFrameSize: MAX_FRAME_SIZE,
-        capabilities: "pipelining",
-        engineId: ENGINE_ID,
-      });
-      this.sock.write(hello.bytes().slice());
-    });
-    this.sock.on("data", (chunk: Uint8Array) => this.#onData(chunk));
-    this.sock.on("error", (err: Error) => {
-      if (stopped || this.lost) return;
-      this.lost = true;
-      socketErrors++;
-      noteError(`connection ${index}: ${err.message}`);
-      this.#fail(err);
-    });
-    this.sock.on("close", () => {
-      this.closed = true;
-      if (!stopped && this.ready && !this.lost) {
+    const events: TransportEvents = {
+      onConnect: () => {
+        const hello = new FrameWriter();
+        writeHaproxyHello(hello, {
+          maxFrameSize: MAX_FRAME_SIZE,
+          capabilities: "pipelining",
+          engineId: ENGINE_ID,
+        });
+        this.sock.write(hello.bytes());
+      },
+      onData: (chunk) => this.#onData(chunk),
+      onError: (err) => {
+        if (stopped || this.lost) return;
         this.lost = true;
         socketErrors++;
-        noteError(`connection ${index}: closed by the agent`);
-      }
-      this.#fail(new Error(`connection ${index} closed during the handshake`));
-      maybeAllClosed();
-    });
+        noteError(`connection ${index}: ${err.message}`);
+        this.#fail(err);
+      },
+      onClose: () => {
+        this.closed = true;
+        if (!stopped && this.ready && !this.lost) {
+          this.lost = true;
+          socketErrors++;
+          noteError(`connection ${index}: closed by the agent`);
+        }
+        this.#fail(new Error(`connection ${index} closed during the handshake`));
+        maybeAllClosed();
+      },
+    };
+    this.sock = opts.transport === "bun"
+      ? bunTransport(BUN!, opts.host, opts.port, events)
+      : nodeTransport(opts.host, opts.port, events);
   }
 
   #fail(err: Error): void {
@@ -326,8 +534,8 @@ class Conn {
         outstanding.add(seq, 0, now);
       }
     }
-    // node:net may keep the buffer until it is written: hand over a copy.
-    this.sock.write(w.bytes().slice());
+    this.inFlight += count;
+    this.sock.write(w.bytes());
   }
 
   #onData(chunk: Uint8Array): void {
@@ -344,12 +552,18 @@ class Conn {
           const d = decodeDisconnect(frame);
           throw new Error(`AGENT-DISCONNECT during the handshake: ${d.status} ${d.message}`);
         }
-        const hello = decodeAgentHello(frame);
-        if (hello.version !== "2.0") throw new Error(`agent version is "${hello.version}"`);
-        if (!hasCapability(hello.capabilities, "pipelining") && opts.depth > 1) {
-          throw new Error(`agent did not announce pipelining ("${hello.capabilities}")`);
+        if (opts.echo) {
+          if (frame.type !== FrameType.HAPROXY_HELLO) {
+            throw new Error(`echo: frame type ${frame.type} instead of our HAPROXY-HELLO`);
+          }
+        } else {
+          const hello = decodeAgentHello(frame);
+          if (hello.version !== "2.0") throw new Error(`agent version is "${hello.version}"`);
+          if (!hasCapability(hello.capabilities, "pipelining") && opts.depth > 1) {
+            throw new Error(`agent did not announce pipelining ("${hello.capabilities}")`);
+          }
+          scanner.maxLength = hello.maxFrameSize;
         }
-        scanner.maxLength = hello.maxFrameSize;
         this.ready = true;
         const h = this.#handshake;
         this.#handshake = undefined;
@@ -358,7 +572,7 @@ class Conn {
       const outstanding = this.outstanding;
       const owner = shared === undefined ? 0 : this.index;
       for (let frame = scanner.next(); frame !== null; frame = scanner.next()) {
-        if (frame.type !== FrameType.ACK) {
+        if (frame.type !== RESPONSE) {
           if (frame.type === FrameType.AGENT_DISCONNECT) {
             disconnects++;
             this.lost = true;
@@ -379,7 +593,8 @@ class Conn {
         if (sent < 0) {
           mismatches++;
           noteError(
-            `connection ${this.index}: ACK ${sid}/${frame.frameId} matches no outstanding NOTIFY`,
+            `connection ${this.index}: ${RESPONSE_NAME} ${sid}/${frame.frameId} ` +
+              `matches no outstanding NOTIFY`,
           );
           continue;
         }
@@ -402,7 +617,11 @@ class Conn {
       return;
     }
     if (measuring) reads++;
-    if (k > 0) this.send(k);
+    this.inFlight -= k;
+    if (k > 0) {
+      if (opts.rate === 0) this.send(k);
+      else paceOn(this);
+    }
   }
 
   /** Sends HAPROXY-DISCONNECT (normal) and closes our side. */
@@ -410,11 +629,14 @@ class Conn {
     if (this.closed) return;
     const w = new FrameWriter();
     writeDisconnect(w, FrameType.HAPROXY_DISCONNECT, 0);
-    this.sock.end(w.bytes().slice());
+    this.sock.end(w.bytes());
   }
 }
 
 const ENGINE_ID = crypto.randomUUID();
+/** The frame type that answers a NOTIFY. */
+const RESPONSE = opts.echo ? FrameType.NOTIFY : FrameType.ACK;
+const RESPONSE_NAME = opts.echo ? "echoed NOTIFY" : "ACK";
 const conns: Conn[] = [];
 let onAllClosed: (() => void) | undefined;
 
@@ -442,11 +664,67 @@ try {
 }
 clearTimeout(timer);
 
-for (const c of conns) c.send(opts.depth);
+/** --rate: the pacing state. */
+const pacing = { start: 0, sent: 0, lastTarget: 0, first: 0 };
+let pacer: ReturnType<typeof setInterval> | undefined;
+
+/** --rate: NOTIFYs due now and not sent yet (dropping what exceeds one full window). */
+function owed(): number {
+  const target = Math.floor(((performance.now() - pacing.start) / 1000) * opts.rate);
+  if (target > pacing.lastTarget) {
+    if (measuring) due += target - pacing.lastTarget;
+    pacing.lastTarget = target;
+  }
+  let n = target - pacing.sent;
+  const cap = opts.connections * opts.depth;
+  if (n > cap) {
+    if (measuring) dropped += n - cap;
+    pacing.sent += n - cap;
+    n = cap;
+  }
+  return n;
+}
+
+/** --rate: after responses on `c`, sends on `c` what is due, within its free depth. */
+function paceOn(c: Conn): void {
+  const count = Math.min(owed(), opts.depth - c.inFlight);
+  if (count <= 0) return;
+  c.send(count);
+  pacing.sent += count;
+}
+
+/**
+ * --rate: the timer sends what is due, spread over the connections (starting
+ * with a different one each tick), within each one's free depth.
+ */
+function tick(): void {
+  if (stopped) return;
+  let n = owed();
+  const count = conns.length;
+  for (let j = 0; j < count && n > 0; j++) {
+    const c = conns[(pacing.first + j) % count]!;
+    const k = Math.min(Math.ceil(n / (count - j)), opts.depth - c.inFlight);
+    if (k <= 0 || c.closed) continue;
+    c.send(k);
+    pacing.sent += k;
+    n -= k;
+  }
+  pacing.first = (pacing.first + 1) % count;
+}
+
+function startPacer(): void {
+  pacing.start = performance.now();
+  pacer = setInterval(tick, TICK_MS);
+}
+
+if (opts.rate > 0) startPacer();
+else for (const c of conns) c.send(opts.depth);
 await sleep(opts.warmup * 1000);
 
 acks = 0;
 reads = 0;
+due = 0;
+dropped = 0;
 hist.reset();
 process.stderr.write("# measuring\n");
 const cpu0 = process.cpuUsage();
@@ -458,6 +736,7 @@ const t1 = performance.now();
 const cpu = process.cpuUsage(cpu0);
 process.stderr.write("# measured\n");
 stopped = true;
+clearInterval(pacer);
 
 const elapsedUs = (t1 - t0) * 1000;
 const result = {
@@ -471,7 +750,15 @@ const result = {
   connections: opts.connections,
   depth: opts.depth,
   ids: opts.ids,
+  mode: opts.echo ? "echo" : "ack",
+  ...(opts.rate > 0
+    ? {
+      rate: opts.rate,
+      behindPct: due === 0 ? 0 : Math.round((dropped / due) * 1000) / 10,
+    }
+    : {}),
   runtime,
+  transport: opts.transport,
   seconds: Math.round(t1 - t0) / 1000,
   acksPerRead: reads === 0 ? 0 : Math.round((acks / reads) * 10) / 10,
   mismatches,
@@ -494,7 +781,10 @@ process.stdout.write(`${JSON.stringify(result)}\n`);
 const rate = result.msgsPerSec.toLocaleString("en-US");
 process.stderr.write(
   `load (${runtime}): ${rate} msgs/s over ${result.seconds} s, ` +
-    `${opts.connections} conn x ${opts.depth} deep, ids ${opts.ids}; ` +
+    `${opts.connections} conn x ${opts.depth} deep, ids ${opts.ids}` +
+    (opts.echo ? ", echo" : "") +
+    (opts.rate > 0 ? `, paced at ${opts.rate} msgs/s (behind ${result.behindPct} %)` : "") +
+    "; " +
     `latency p50 ${result.p50us} us, p99 ${result.p99us} us, p99.9 ${result.p999us} us; ` +
     `load-gen CPU ${result.loadCpuPct} %; errors ${result.errors}` +
     (firstError === "" ? "" : ` (first: ${firstError})`) + "\n",

@@ -1,0 +1,738 @@
+/**
+ * The agent alone: one agent process pinned to core 1, the load generator
+ * (`bench/load.ts` under Bun) pinned to core 0, for each runtime.
+ *
+ * Cells (each run `--repeats` times, each time on a fresh process; the
+ * tables give the median of every column):
+ *
+ * - `headline`: 16 connections x 16 NOTIFYs in flight, ids 3.x style;
+ * - `d1`: 16 connections x 1 in flight (no pipelining: one round trip each);
+ * - `c64`: 64 connections x 16 in flight;
+ * - `2x`: the headline load with 2.x-style ids (one stream-id counter);
+ * - `echo`: the headline load against `bench/echo.ts` on the same runtime
+ *   (`load.ts --echo`): the runtime's limit. agent ÷ echo is the efficiency;
+ * - `n2`: the headline load against `-n 2` (two worker threads), nothing
+ *   pinned: the load generator shares the two cores with the workers;
+ * - `half`, `half-echo`: the headline load paced at half the headline's
+ *   median msgs/s (`load.ts --rate`), against the agent and against the echo
+ *   server: the latency the agent adds at half capacity.
+ *
+ * For each run: msgs/s and latency quantiles from the load generator; the
+ * server's CPU (utime+stime of all its threads, user and system apart) and
+ * peak RSS (VmRSS every 100 ms) from `/proc/<pid>`; the load generator's CPU
+ * from `/proc` too; the softirq share of core 1 (loopback TCP work the kernel
+ * charges to no process); and the CPU that other processes used. A run during
+ * which others used more than 15 % of a core is run again (`--retries`), after
+ * waiting for the machine to be idle (`--wait-idle`).
+ *
+ * ```sh
+ * node_modules/deno/deno run -A bench/agent.ts [--runtime deno,bun]
+ *   [--cells headline,d1,c64,2x,echo,n2,half] [--seconds 3] [--warmup 1] [--repeats 3]
+ *   [--retries 2] [--wait-idle 20] [--json FILE]
+ * ```
+ *
+ * Prints markdown tables on stdout, then the JSON dump of every run in a
+ * fenced block (or into `--json FILE`). Progress goes to stderr.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  BUN,
+  type CoreTimes,
+  coreTimes,
+  diffTimes,
+  fmt,
+  killLive,
+  live,
+  machineBusySeconds,
+  median,
+  pinned,
+  procCpu,
+  readLines,
+  ROOT,
+  rssBytes,
+  type Runtime,
+  type Server,
+  serverCommand,
+  startServer,
+  stopServer,
+  waitIdle,
+} from "./_bench.ts";
+
+const USAGE = `Usage: agent.ts [--runtime deno,bun] [--cells ${"headline,d1,c64,2x,echo,n2,half"}]
+                [--seconds 3] [--warmup 1] [--repeats 3] [--retries 2] [--wait-idle 20]
+                [--json FILE]`;
+
+/** The agent's core and the load generator's when pinned. */
+const AGENT_CPU = "1";
+const LOAD_CPU = "0";
+const RSS_SAMPLE_MS = 100;
+/** Above this much CPU (% of one core) used by others during a run, it is run again. */
+const OTHER_CPU_LIMIT_PCT = 15;
+/** Likewise for CPU time the hypervisor gave to other machines (steal). */
+const STEAL_LIMIT_PCT = 10;
+/** Half capacity: this fraction of the headline's median msgs/s. */
+const HALF = 0.5;
+
+interface CellSpec {
+  id: string;
+  label: string;
+  target: "agent" | "echo";
+  workers: number;
+  pinned: boolean;
+  connections: number;
+  depth: number;
+  ids: "3x" | "2x";
+  /** Paced at HALF of the headline's median msgs/s. */
+  half?: boolean;
+}
+
+const HEADLINE = { connections: 16, depth: 16, ids: "3x" as const };
+const CELLS: CellSpec[] = [
+  {
+    id: "headline",
+    label: "16 conn × 16 deep",
+    target: "agent",
+    workers: 1,
+    pinned: true,
+    ...HEADLINE,
+  },
+  {
+    id: "d1",
+    label: "16 conn × 1 deep",
+    target: "agent",
+    workers: 1,
+    pinned: true,
+    ...HEADLINE,
+    depth: 1,
+  },
+  {
+    id: "c64",
+    label: "64 conn × 16 deep",
+    target: "agent",
+    workers: 1,
+    pinned: true,
+    ...HEADLINE,
+    connections: 64,
+  },
+  {
+    id: "2x",
+    label: "16 × 16, ids 2.x",
+    target: "agent",
+    workers: 1,
+    pinned: true,
+    ...HEADLINE,
+    ids: "2x",
+  },
+  { id: "echo", label: "echo, 16 × 16", target: "echo", workers: 1, pinned: true, ...HEADLINE },
+  {
+    id: "n2",
+    label: "-n 2 unpinned, 16 × 16",
+    target: "agent",
+    workers: 2,
+    pinned: false,
+    ...HEADLINE,
+  },
+  {
+    id: "half",
+    label: "16 × 16 at half rate",
+    target: "agent",
+    workers: 1,
+    pinned: true,
+    ...HEADLINE,
+    half: true,
+  },
+  {
+    id: "half-echo",
+    label: "echo, 16 × 16 at half rate",
+    target: "echo",
+    workers: 1,
+    pinned: true,
+    ...HEADLINE,
+    half: true,
+  },
+];
+
+interface Options {
+  runtimes: Runtime[];
+  cells: CellSpec[];
+  seconds: number;
+  warmup: number;
+  repeats: number;
+  retries: number;
+  waitIdle: number;
+  json: string | undefined;
+}
+
+function usage(message: string): never {
+  console.error(`agent: ${message}\n${USAGE}`);
+  Deno.exit(2);
+}
+
+function list(text: string): string[] {
+  return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+}
+
+function parseOptions(argv: string[]): Options {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        runtime: { type: "string", default: "deno,bun" },
+        cells: { type: "string", default: "headline,d1,c64,2x,echo,n2,half" },
+        seconds: { type: "string", default: "3" },
+        warmup: { type: "string", default: "1" },
+        repeats: { type: "string", default: "3" },
+        retries: { type: "string", default: "2" },
+        "wait-idle": { type: "string", default: "20" },
+        json: { type: "string" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }));
+  } catch (err) {
+    usage(err instanceof Error ? err.message : String(err));
+  }
+  if (values.help) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  const runtimes = list(values.runtime);
+  for (const r of runtimes) if (r !== "deno" && r !== "bun") usage(`unknown runtime "${r}"`);
+  const ids = new Set(list(values.cells));
+  for (const id of ids) {
+    if (!CELLS.some((c) => c.id === id)) usage(`unknown cell "${id}"`);
+  }
+  // "half" is both half-rate cells, and needs the headline's figure.
+  if (ids.has("half")) {
+    ids.add("half-echo");
+    ids.add("headline");
+  }
+  const num = (name: string, text: string, min: number): number => {
+    const n = Number(text);
+    if (!Number.isFinite(n) || n < min) usage(`--${name} must be a number >= ${min}`);
+    return n;
+  };
+  if (runtimes.length === 0 || ids.size === 0) usage("--runtime and --cells need a value");
+  return {
+    runtimes: runtimes as Runtime[],
+    cells: CELLS.filter((c) => ids.has(c.id)),
+    seconds: num("seconds", values.seconds, 0.1),
+    warmup: num("warmup", values.warmup, 0),
+    repeats: Math.floor(num("repeats", values.repeats, 1)),
+    retries: Math.floor(num("retries", values.retries, 0)),
+    waitIdle: num("wait-idle", values["wait-idle"], 0),
+    json: values.json,
+  };
+}
+
+interface LoadResult {
+  msgsPerSec: number;
+  acks: number;
+  errors: number;
+  p50us: number;
+  p99us: number;
+  p999us: number;
+  loadCpuPct: number;
+  acksPerRead?: number;
+  rate?: number;
+  behindPct?: number;
+  firstError?: string;
+}
+
+/** One run of one cell. */
+interface Run {
+  runtime: Runtime;
+  cell: string;
+  repeat: number;
+  attempt: number;
+  /** --rate given to the load generator. */
+  rate?: number;
+  load?: LoadResult;
+  /** Server CPU as % of one core: total, user, system. */
+  serverCpuPct?: number;
+  serverUserPct?: number;
+  serverSysPct?: number;
+  serverRssMb?: number;
+  /** Load generator CPU (from /proc) as % of one core. */
+  loadCpuPct?: number;
+  /** The agent's core (pinned runs): % of the window in user, system, softirq, idle. */
+  agentCore?: { user: number; system: number; softirq: number; idle: number; steal: number };
+  /** The load generator's core (pinned runs). */
+  loadCore?: { user: number; system: number; softirq: number; idle: number; steal: number };
+  /** CPU used by other processes during the window, % of one core. */
+  otherCpuPct?: number;
+  /** Time the hypervisor ran something else on our cores (steal), % of one core. */
+  stealPct?: number;
+  /** Hash of lib/ and main.ts when the run started (the code under test moves). */
+  code: string;
+  problem?: string;
+}
+
+/** A hash of the code under test (lib/**, main.ts), to notice edits landing mid-run. */
+async function codeHash(): Promise<string> {
+  const files: string[] = ["main.ts"];
+  const walk = (dir: string) => {
+    for (const e of Deno.readDirSync(`${ROOT}${dir}`)) {
+      const path = `${dir}/${e.name}`;
+      if (e.isDirectory) walk(path);
+      else if (e.name.endsWith(".ts")) files.push(path);
+    }
+  };
+  walk("lib");
+  files.sort();
+  const enc = new TextEncoder();
+  const parts: Uint8Array[] = [];
+  for (const f of files) {
+    parts.push(enc.encode(`${f}\0`));
+    parts.push(Deno.readFileSync(`${ROOT}${f}`));
+  }
+  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.length;
+  }
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", all));
+  return [...digest.slice(0, 4)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function pct(times: CoreTimes, elapsed: number) {
+  const r = (v: number) => Math.round((v / elapsed) * 1000) / 10;
+  return {
+    user: r(times.user),
+    system: r(times.system),
+    softirq: r(times.softirq + times.irq),
+    idle: r(times.idle),
+    steal: r(times.steal),
+  };
+}
+
+/** Runs the load generator against `server`, sampling over the measured window. */
+async function measure(server: Server, spec: CellSpec, opts: Options, run: Run): Promise<void> {
+  const args = [
+    "bench/load.ts",
+    "--port",
+    String(server.port),
+    "-c",
+    String(spec.connections),
+    "-d",
+    String(spec.depth),
+    "--seconds",
+    String(opts.seconds),
+    "--warmup",
+    String(opts.warmup),
+    "--ids",
+    spec.ids,
+  ];
+  if (spec.target === "echo") args.push("--echo");
+  if (run.rate !== undefined) args.push("--rate", String(run.rate));
+  const [cmd, cmdArgs] = pinned(spec.pinned ? LOAD_CPU : undefined, [BUN, args]);
+  const child = new Deno.Command(cmd, {
+    args: cmdArgs,
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  live.add(child.pid);
+  let t0 = 0;
+  let srv0 = { user: 0, system: 0 };
+  let load0 = { user: 0, system: 0 };
+  let self0 = { user: 0, system: 0 };
+  let busy0 = 0;
+  let times0 = coreTimes();
+  let peakRss = 0;
+  let sampler: ReturnType<typeof setInterval> | undefined;
+  let loadLog = "";
+  let sampleError: string | undefined;
+  const sampleRss = () => peakRss = Math.max(peakRss, rssBytes(server.pid));
+  const stderrDone = readLines(child.stderr, (line) => {
+    if (line === "# measuring") {
+      try {
+        srv0 = procCpu(server.pid);
+        load0 = procCpu(child.pid);
+        self0 = procCpu(Deno.pid);
+        busy0 = machineBusySeconds();
+        times0 = coreTimes();
+        t0 = performance.now();
+        sampleRss();
+        sampler = setInterval(sampleRss, RSS_SAMPLE_MS);
+      } catch (err) {
+        sampleError ??= `sampling at the start failed: ${err}`;
+      }
+    } else if (line === "# measured") {
+      clearInterval(sampler);
+      sampler = undefined;
+      if (t0 === 0) return;
+      try {
+        const elapsed = (performance.now() - t0) / 1000;
+        const srv = procCpu(server.pid);
+        const load = procCpu(child.pid);
+        const self = procCpu(Deno.pid);
+        const busy = machineBusySeconds() - busy0;
+        const times1 = coreTimes();
+        const cores0 = times0.cores;
+        const cores1 = times1.cores;
+        sampleRss();
+        const su = srv.user - srv0.user;
+        const ss = srv.system - srv0.system;
+        const lc = load.user + load.system - load0.user - load0.system;
+        const sc = self.user + self.system - self0.user - self0.system;
+        run.serverCpuPct = ((su + ss) / elapsed) * 100;
+        run.serverUserPct = (su / elapsed) * 100;
+        run.serverSysPct = (ss / elapsed) * 100;
+        run.serverRssMb = peakRss / (1024 * 1024);
+        run.loadCpuPct = (lc / elapsed) * 100;
+        run.otherCpuPct = ((busy - su - ss - lc - sc) / elapsed) * 100;
+        run.stealPct = (diffTimes(times0.all, times1.all).steal / elapsed) * 100;
+        if (spec.pinned) {
+          run.agentCore = pct(
+            diffTimes(cores0[Number(AGENT_CPU)]!, cores1[Number(AGENT_CPU)]!),
+            elapsed,
+          );
+          run.loadCore = pct(
+            diffTimes(cores0[Number(LOAD_CPU)]!, cores1[Number(LOAD_CPU)]!),
+            elapsed,
+          );
+        }
+      } catch (err) {
+        sampleError ??= `sampling at the end failed: ${err}`;
+      }
+    } else if (line !== "") {
+      loadLog += `${line}\n`;
+    }
+  });
+  let stdout = "";
+  const stdoutDone = readLines(child.stdout, (line) => {
+    if (line.trim() !== "") stdout = line;
+  });
+  const status = await child.status;
+  live.delete(child.pid);
+  clearInterval(sampler);
+  await Promise.all([stderrDone, stdoutDone]);
+  if (sampleError !== undefined) run.problem = sampleError;
+  try {
+    run.load = JSON.parse(stdout) as LoadResult;
+  } catch {
+    run.problem = `load generator exited ${status.code} without a result: ${loadLog.trim()}`;
+    return;
+  }
+  if (run.load.errors > 0) {
+    run.problem = [run.problem, `${run.load.errors} error(s), first: ${run.load.firstError ?? "?"}`]
+      .filter(Boolean).join("; ");
+  }
+}
+
+/** One run: start the server, measure, stop it. */
+async function runOnce(
+  runtime: Runtime,
+  spec: CellSpec,
+  opts: Options,
+  repeat: number,
+  attempt: number,
+  rate: number | undefined,
+): Promise<Run> {
+  const run: Run = {
+    runtime,
+    cell: spec.id,
+    repeat,
+    attempt,
+    ...(rate === undefined ? {} : { rate }),
+    code: await codeHash(),
+  };
+  if (opts.waitIdle > 0 && !await waitIdle(opts.waitIdle)) {
+    console.error(`agent:   the machine is still busy after ${opts.waitIdle} s; going on`);
+  }
+  const serverArgs = spec.target === "agent"
+    ? ["-p", "0", "-a", "127.0.0.1", "-n", String(spec.workers)]
+    : ["-p", "0", "-a", "127.0.0.1"];
+  let server: Server;
+  try {
+    server = await startServer(
+      pinned(spec.pinned ? AGENT_CPU : undefined, serverCommand(runtime, spec.target, serverArgs)),
+    );
+  } catch (err) {
+    run.problem = err instanceof Error ? err.message : String(err);
+    return run;
+  }
+  try {
+    await measure(server, spec, opts, run);
+  } finally {
+    const status = await stopServer(server);
+    if (status.code !== 0 && spec.target === "agent") {
+      const why = status.signal === null ? `exit ${status.code}` : `signal ${status.signal}`;
+      run.problem = [run.problem, `agent stopped with ${why}`].filter(Boolean).join("; ");
+    }
+  }
+  return run;
+}
+
+const disturbed = (r: Run) =>
+  (r.otherCpuPct ?? 0) > OTHER_CPU_LIMIT_PCT || (r.stealPct ?? 0) > STEAL_LIMIT_PCT;
+
+/** Runs a cell once (plus retries while disturbed); returns the run kept. */
+async function runCell(
+  runtime: Runtime,
+  spec: CellSpec,
+  opts: Options,
+  repeat: number,
+  rate: number | undefined,
+): Promise<Run> {
+  let run: Run | undefined;
+  for (let attempt = 0; attempt <= opts.retries; attempt++) {
+    console.error(
+      `agent: ${runtime} ${spec.id} #${repeat + 1}${attempt > 0 ? ` (retry ${attempt})` : ""}${
+        rate === undefined ? "" : ` at ${fmt(rate)} msgs/s`
+      } ...`,
+    );
+    run = await runOnce(runtime, spec, opts, repeat, attempt, rate);
+    const l = run.load;
+    console.error(
+      l === undefined
+        ? `agent:   failed: ${run.problem}`
+        : `agent:   ${fmt(l.msgsPerSec)} msgs/s, p50 ${l.p50us} p99 ${l.p99us} us, server CPU ${
+          fmt(run.serverCpuPct)
+        } %, load CPU ${fmt(run.loadCpuPct)} %, others ${fmt(run.otherCpuPct)} %, steal ${
+          fmt(run.stealPct)
+        } %${run.problem ? ` (${run.problem})` : ""}`,
+    );
+    if (run.load !== undefined && !disturbed(run)) break;
+  }
+  return run!;
+}
+
+// ---------------------------------------------------------------------------
+// Main
+
+const opts = parseOptions(Deno.args);
+const started = new Date();
+const runs: Run[] = [];
+const halfRates = new Map<Runtime, number>();
+
+try {
+  const plain = opts.cells.filter((c) => !c.half);
+  const halves = opts.cells.filter((c) => c.half);
+  // Repeats outermost, so that slow drifts (and others' edits) spread over all cells.
+  for (let repeat = 0; repeat < opts.repeats; repeat++) {
+    for (const runtime of opts.runtimes) {
+      for (const spec of plain) runs.push(await runCell(runtime, spec, opts, repeat, undefined));
+    }
+  }
+  for (const runtime of opts.runtimes) {
+    const head = runs.filter((r) => r.runtime === runtime && r.cell === "headline" && r.load);
+    if (head.length > 0) {
+      halfRates.set(runtime, Math.round(median(head.map((r) => r.load!.msgsPerSec)) * HALF));
+    }
+  }
+  for (let repeat = 0; repeat < opts.repeats; repeat++) {
+    for (const runtime of opts.runtimes) {
+      const rate = halfRates.get(runtime);
+      if (rate === undefined || rate < 1) continue;
+      for (const spec of halves) runs.push(await runCell(runtime, spec, opts, repeat, rate));
+    }
+  }
+} finally {
+  killLive();
+}
+
+// ---------------------------------------------------------------------------
+// Report
+
+interface Summary {
+  runtime: Runtime;
+  cell: string;
+  label: string;
+  runs: number;
+  marked: boolean;
+  msgsPerSec: number;
+  p50us: number;
+  p99us: number;
+  p999us: number;
+  serverCpuPct: number;
+  serverUserPct: number;
+  serverSysPct: number;
+  serverRssMb: number;
+  loadCpuPct: number;
+  agentCoreSoftirqPct: number;
+  acksPerRead: number;
+  behindPct: number;
+  rate: number;
+}
+
+const notes: string[] = [];
+const summaries: Summary[] = [];
+for (const runtime of opts.runtimes) {
+  for (const spec of opts.cells) {
+    const all = runs.filter((r) => r.runtime === runtime && r.cell === spec.id);
+    if (all.length === 0) continue;
+    const ok = all.filter((r) => r.load !== undefined);
+    for (const r of all) {
+      if (r.problem !== undefined) {
+        notes.push(`${runtime} ${spec.id} #${r.repeat + 1}: ${r.problem}`);
+      }
+      if (disturbed(r)) {
+        notes.push(
+          `${runtime} ${spec.id} #${r.repeat + 1}: other processes used ~${
+            fmt(r.otherCpuPct)
+          } % of a core (steal ${fmt(r.stealPct)} %) during the window, after ${r.attempt} ` +
+            `retries: disturbed.`,
+        );
+      }
+    }
+    const m = (f: (r: Run) => number | undefined) => {
+      const v = ok.map(f).filter((x): x is number => x !== undefined);
+      return median(v);
+    };
+    summaries.push({
+      runtime,
+      cell: spec.id,
+      label: spec.label,
+      runs: ok.length,
+      marked: all.some((r) => r.problem !== undefined || disturbed(r)),
+      msgsPerSec: m((r) => r.load!.msgsPerSec),
+      p50us: m((r) => r.load!.p50us),
+      p99us: m((r) => r.load!.p99us),
+      p999us: m((r) => r.load!.p999us),
+      serverCpuPct: m((r) => r.serverCpuPct),
+      serverUserPct: m((r) => r.serverUserPct),
+      serverSysPct: m((r) => r.serverSysPct),
+      serverRssMb: m((r) => r.serverRssMb),
+      loadCpuPct: m((r) => r.loadCpuPct),
+      agentCoreSoftirqPct: m((r) => r.agentCore?.softirq),
+      acksPerRead: m((r) => r.load!.acksPerRead),
+      behindPct: m((r) => r.load!.behindPct),
+      rate: m((r) => r.rate),
+    });
+  }
+}
+
+const codes = [...new Set(runs.map((r) => r.code))];
+if (codes.length > 1) {
+  const first = new Map<string, string>();
+  for (const r of runs) {
+    if (!first.has(r.code)) first.set(r.code, `${r.runtime} ${r.cell} #${r.repeat + 1}`);
+  }
+  notes.push(
+    `the code under test (lib/, main.ts) changed during the benchmark: ${
+      [...first].map(([code, at]) => `${code} from ${at}`).join(", ")
+    }. Figures of different versions are mixed.`,
+  );
+}
+
+const find = (runtime: Runtime, cell: string) =>
+  summaries.find((s) => s.runtime === runtime && s.cell === cell);
+
+const out: string[] = [];
+out.push(
+  "| runtime | cell | msgs/s | p50 µs | p99 µs | p99.9 µs | server CPU % (usr/sys) | " +
+    "core 1 softirq % | server RSS MB | load-gen CPU % | resp/read |",
+  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+);
+for (const s of summaries) {
+  if (s.cell.startsWith("half")) continue;
+  out.push(
+    `| ${s.runtime} | ${s.label} | ${fmt(s.msgsPerSec)}${s.marked ? " *" : ""} | ${
+      fmt(s.p50us)
+    } | ${fmt(s.p99us)} | ${fmt(s.p999us)} | ${fmt(s.serverCpuPct)} (${fmt(s.serverUserPct)}/${
+      fmt(s.serverSysPct)
+    }) | ${fmt(s.agentCoreSoftirqPct)} | ${fmt(s.serverRssMb, 1)} | ${fmt(s.loadCpuPct)} | ${
+      fmt(s.acksPerRead, 1)
+    } |`,
+  );
+}
+const effRows: string[] = [];
+for (const runtime of opts.runtimes) {
+  const a = find(runtime, "headline");
+  const e = find(runtime, "echo");
+  if (a === undefined || e === undefined) continue;
+  const perCore = (s: Summary) => s.msgsPerSec / (s.serverCpuPct / 100);
+  effRows.push(
+    `| ${runtime} | ${fmt(a.msgsPerSec)} | ${fmt(e.msgsPerSec)} | ${
+      fmt(a.msgsPerSec / e.msgsPerSec, 2)
+    } | ${fmt(perCore(a))} | ${fmt(perCore(e))} | ${fmt(perCore(a) / perCore(e), 2)} | ${
+      fmt(e.loadCpuPct)
+    } |`,
+  );
+}
+if (effRows.length > 0) {
+  out.push(
+    "",
+    "| runtime | agent msgs/s | echo msgs/s | agent ÷ echo | agent msgs per CPU-s | " +
+      "echo msgs per CPU-s | ratio per CPU-s | load-gen CPU % (echo) |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ...effRows,
+  );
+}
+const halfRows: string[] = [];
+for (const runtime of opts.runtimes) {
+  const a = find(runtime, "half");
+  const e = find(runtime, "half-echo");
+  if (a === undefined) continue;
+  halfRows.push(
+    `| ${runtime} | ${fmt(a.rate)} | ${fmt(a.msgsPerSec)}${a.marked ? " *" : ""} | ${
+      fmt(a.p50us)
+    } | ${fmt(a.p99us)} | ${fmt(a.p999us)} | ${fmt(a.serverCpuPct)} | ${fmt(e?.p50us)} | ${
+      fmt(e?.p99us)
+    } | ${e === undefined ? "—" : fmt(a.p99us - e.p99us)} |`,
+  );
+}
+if (halfRows.length > 0) {
+  out.push(
+    "",
+    "| runtime | paced at msgs/s | got msgs/s | p50 µs | p99 µs | p99.9 µs | agent CPU % | " +
+      "echo p50 µs | echo p99 µs | p99 added by the agent µs |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ...halfRows,
+  );
+}
+const versions = await runtimeVersions();
+out.push(
+  "",
+  `Medians of ${opts.repeats} runs per cell (each on a fresh process), ${opts.seconds} s ` +
+    `measured after ${opts.warmup} s warm-up; ${versions}. Load: bench/load.ts under Bun. ` +
+    `Pinned cells: server on core ${AGENT_CPU}, load generator on core ${LOAD_CPU} (taskset); ` +
+    `-n 2: nothing pinned, the load generator shares the cores with the workers. ` +
+    `CPU % is of one core (utime+stime of all threads, /proc); RSS is the peak VmRSS ` +
+    `over the window; core 1 softirq is the loopback TCP work the kernel did on the ` +
+    `agent's core, charged to no process; resp/read is responses per load-generator read. ` +
+    `Half rate: ${HALF * 100} % of the headline median, paced by a 1 ms timer; the echo ` +
+    `server at the same rate is the floor (runtime + load generator + kernel). ` +
+    `Code under test: ${codes.join(", ")}.` +
+    (summaries.some((s) => s.marked) ? " * = see the notes." : ""),
+);
+for (const note of notes) out.push(`- ${note}`);
+console.log(out.join("\n"));
+
+const dump = {
+  started: started.toISOString(),
+  options: { ...opts, cells: opts.cells.map((c) => c.id) },
+  versions,
+  halfRates: Object.fromEntries(halfRates),
+  summaries,
+  runs,
+  notes,
+};
+if (opts.json !== undefined) {
+  Deno.writeTextFileSync(opts.json, `${JSON.stringify(dump, null, 2)}\n`);
+  console.error(`agent: JSON written to ${opts.json}`);
+} else {
+  console.log(`\n\`\`\`json\n${JSON.stringify(dump)}\n\`\`\``);
+}
+if (live.size > 0) console.error(`agent: still running: ${[...live].join(", ")}`);
+
+async function runtimeVersions(): Promise<string> {
+  const v = async (cmd: string, args: string[]) => {
+    try {
+      const o = await new Deno.Command(cmd, { args, cwd: ROOT, stderr: "null" }).output();
+      return new TextDecoder().decode(o.stdout).trim().split("\n")[0] ?? "?";
+    } catch {
+      return "?";
+    }
+  };
+  return `${await v("node_modules/deno/deno", ["--version"])}, bun ${await v(BUN, ["--version"])}`;
+}

@@ -1,0 +1,423 @@
+/**
+ * Memory and start-up time of the agent (`-n 1`), for each runtime and for
+ * the compiled Bun binary (`dist/spoa-bun`, built with `deno task
+ * compile:bun` when missing):
+ *
+ * - idle RSS: VmRSS one second after the agent logged "listening on";
+ * - RSS with 1,000 idle HAProxy-style connections: each sends a HAPROXY-HELLO,
+ *   gets its AGENT-HELLO, then stays idle; VmRSS one second after the last
+ *   AGENT-HELLO (and again after they are all closed);
+ * - start-up time: from spawning the process to the first accepted
+ *   connection (a tight `Deno.connect` retry loop on the port given with
+ *   `-p`), and to the AGENT-HELLO answering a HELLO on it.
+ *
+ * RSS figures are the median of `--rss-runs` starts, start-up times the
+ * median of `--starts` starts. Before each start it waits (up to `--wait-idle`
+ * seconds) for the machine to be idle: other processes slow start-up down. The connections are opened by this process,
+ * which needs the descriptors: when its soft `ulimit -n` is too low it
+ * re-runs itself under `sh -c 'ulimit -n N; exec ...'` (N up to the hard
+ * limit); the agent inherits the limit.
+ *
+ * ```sh
+ * node_modules/deno/deno run -A bench/memory.ts [--runtime deno,bun,bun-binary]
+ *   [--connections 1000] [--rss-runs 3] [--starts 10] [--rebuild] [--wait-idle 10]
+ * ```
+ *
+ * Prints a markdown table on stdout; progress on stderr.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { FrameScanner, FrameType, FrameWriter, writeHaproxyHello } from "../lib/spop.ts";
+import {
+  BUN_BINARY,
+  DENO,
+  fmt,
+  killLive,
+  live,
+  median,
+  ROOT,
+  rssBytes,
+  type Server,
+  serverCommand,
+  sleep,
+  startServer,
+  stopServer,
+  waitIdle,
+} from "./_bench.ts";
+
+const USAGE = `Usage: memory.ts [--runtime deno,bun,bun-binary] [--connections 1000]
+                 [--rss-runs 3] [--starts 10] [--rebuild] [--wait-idle 10]`;
+
+type Target = "deno" | "bun" | "bun-binary";
+const TARGETS: readonly Target[] = ["deno", "bun", "bun-binary"];
+/** Descriptors beyond the connections: the runtime's own, stdio, the listener. */
+const FD_SLACK = 200;
+/** Connections opened at once (the listen backlog is finite). */
+const OPEN_BATCH = 50;
+/** How long the RSS may settle before it is read. */
+const SETTLE_MS = 1000;
+/** How long one start may take before the connect loop gives up. */
+const START_TIMEOUT_MS = 15_000;
+const REEXEC_ENV = "SPOA_BENCH_MEMORY_REEXEC";
+
+interface Options {
+  targets: Target[];
+  connections: number;
+  rssRuns: number;
+  starts: number;
+  rebuild: boolean;
+  waitIdle: number;
+}
+
+function usage(message: string): never {
+  console.error(`memory: ${message}\n${USAGE}`);
+  Deno.exit(2);
+}
+
+function parseOptions(argv: string[]): Options {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        runtime: { type: "string", default: TARGETS.join(",") },
+        connections: { type: "string", default: "1000" },
+        "rss-runs": { type: "string", default: "3" },
+        starts: { type: "string", default: "10" },
+        rebuild: { type: "boolean", default: false },
+        "wait-idle": { type: "string", default: "10" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }));
+  } catch (err) {
+    usage(err instanceof Error ? err.message : String(err));
+  }
+  if (values.help) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  const targets = values.runtime.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  for (const t of targets) if (!TARGETS.includes(t as Target)) usage(`unknown runtime "${t}"`);
+  const int = (name: string, text: string, min: number): number => {
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < min) usage(`--${name} must be an integer >= ${min}`);
+    return n;
+  };
+  return {
+    targets: targets as Target[],
+    connections: int("connections", values.connections, 0),
+    rssRuns: int("rss-runs", values["rss-runs"], 1),
+    starts: int("starts", values.starts, 1),
+    rebuild: values.rebuild,
+    waitIdle: int("wait-idle", values["wait-idle"], 0),
+  };
+}
+
+/** Soft and hard limits on open files, from /proc/self/limits. */
+function fileLimits(): { soft: number; hard: number } {
+  const text = Deno.readTextFileSync("/proc/self/limits");
+  const m = /^Max open files\s+(\S+)\s+(\S+)/m.exec(text);
+  const num = (s: string | undefined) => s === "unlimited" ? Infinity : Number(s);
+  return { soft: num(m?.[1]), hard: num(m?.[2]) };
+}
+
+/** Re-runs this script under a higher soft limit when needed; returns only if not needed. */
+async function ensureFileLimit(need: number): Promise<void> {
+  const { soft, hard } = fileLimits();
+  if (soft >= need) return;
+  if (hard < need || Deno.env.get(REEXEC_ENV) !== undefined) {
+    console.error(
+      `memory: need ${need} open files, the limit is ${soft} (hard ${hard}); ` +
+        `use fewer --connections or raise the hard limit`,
+    );
+    Deno.exit(1);
+  }
+  const target = Math.min(hard, Math.max(need, 4096));
+  console.error(`memory: soft ulimit -n is ${soft}; re-running under ulimit -n ${target}`);
+  const args = [
+    "-c",
+    `ulimit -n ${target} && exec "$@"`,
+    "sh",
+    Deno.execPath(),
+    "run",
+    "-A",
+    new URL(import.meta.url).pathname,
+    ...Deno.args,
+  ];
+  const status = await new Deno.Command("sh", {
+    args,
+    env: { [REEXEC_ENV]: "1" },
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn().status;
+  Deno.exit(status.code);
+}
+
+/** The HELLO HAProxy sends. */
+function helloBytes(): Uint8Array {
+  const w = new FrameWriter();
+  writeHaproxyHello(w, {
+    maxFrameSize: 16380,
+    capabilities: "pipelining",
+    engineId: crypto.randomUUID(),
+  });
+  return w.bytes().slice();
+}
+
+const HELLO = helloBytes();
+
+/** Sends HAPROXY-HELLO on `conn` and waits for the AGENT-HELLO. */
+async function handshake(conn: Deno.TcpConn): Promise<void> {
+  let off = 0;
+  while (off < HELLO.length) off += await conn.write(HELLO.subarray(off));
+  const scanner = new FrameScanner(1 << 20);
+  const buf = new Uint8Array(4096);
+  for (;;) {
+    const n = await conn.read(buf);
+    if (n === null) throw new Error("closed before AGENT-HELLO");
+    scanner.push(buf, n);
+    const frame = scanner.next();
+    if (frame === null) continue;
+    if (frame.type !== FrameType.AGENT_HELLO) {
+      throw new Error(`frame type ${frame.type} instead of AGENT-HELLO`);
+    }
+    while (scanner.next() !== null) { /* Drain. */ }
+    return;
+  }
+}
+
+function closeAll(conns: Deno.TcpConn[]): void {
+  for (const c of conns) {
+    try {
+      c.close();
+    } catch {
+      // Already closed.
+    }
+  }
+}
+
+interface RssRun {
+  idleMb: number;
+  loadedMb: number;
+  afterCloseMb: number;
+}
+
+/** One start: idle RSS, then with `count` idle connections, then after closing them. */
+async function rssRun(target: Target, count: number): Promise<RssRun> {
+  const server = await startServer(
+    serverCommand(target, "agent", ["-p", "0", "-a", "127.0.0.1", "-n", "1"]),
+  );
+  const conns: Deno.TcpConn[] = [];
+  try {
+    await sleep(SETTLE_MS);
+    const idleMb = rssBytes(server.pid) / 2 ** 20;
+    for (let i = 0; i < count; i += OPEN_BATCH) {
+      await Promise.all(
+        Array.from({ length: Math.min(OPEN_BATCH, count - i) }, async () => {
+          const c = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+          conns.push(c);
+          await handshake(c);
+        }),
+      );
+    }
+    await sleep(SETTLE_MS);
+    const loadedMb = rssBytes(server.pid) / 2 ** 20;
+    closeAll(conns);
+    conns.length = 0;
+    await sleep(SETTLE_MS);
+    const afterCloseMb = rssBytes(server.pid) / 2 ** 20;
+    return { idleMb, loadedMb, afterCloseMb };
+  } finally {
+    closeAll(conns);
+    await stopServer(server);
+  }
+}
+
+/** A port that was free a moment ago. */
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+interface StartRun {
+  connectMs: number;
+  helloMs: number;
+}
+
+/** Spawns the agent on a known port; times the first accepted connection and its AGENT-HELLO. */
+async function startRun(target: Target): Promise<StartRun> {
+  const port = freePort();
+  const [cmd, args] = serverCommand(target, "agent", [
+    "-p",
+    String(port),
+    "-a",
+    "127.0.0.1",
+    "-n",
+    "1",
+  ]);
+  const t0 = performance.now();
+  const child = new Deno.Command(cmd, {
+    args,
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  live.add(child.pid);
+  const exited = child.status.then((s) => {
+    live.delete(child.pid);
+    return s;
+  });
+  let gone = false;
+  void exited.then(() => gone = true);
+  const server: Server = { child, pid: child.pid, port, log: () => "", exited };
+  try {
+    let conn: Deno.TcpConn | undefined;
+    while (conn === undefined) {
+      try {
+        conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      } catch {
+        if (gone) throw new Error(`${cmd} exited before accepting a connection`);
+        if (performance.now() - t0 > START_TIMEOUT_MS) throw new Error(`${cmd}: no listener`);
+      }
+    }
+    const connectMs = performance.now() - t0;
+    try {
+      await handshake(conn);
+    } finally {
+      closeAll([conn]);
+    }
+    const helloMs = performance.now() - t0;
+    return { connectMs, helloMs };
+  } finally {
+    await stopServer(server);
+  }
+}
+
+/** Builds dist/spoa-bun when it is missing (or `--rebuild`). */
+async function ensureBinary(rebuild: boolean): Promise<string | undefined> {
+  let exists = false;
+  try {
+    exists = Deno.statSync(`${ROOT}${BUN_BINARY}`).isFile;
+  } catch {
+    // Missing.
+  }
+  if (exists && !rebuild) return undefined;
+  console.error(`memory: building ${BUN_BINARY} (deno task compile:bun) ...`);
+  const out = await new Deno.Command(DENO, {
+    args: ["task", "compile:bun"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    return `deno task compile:bun failed: ${new TextDecoder().decode(out.stderr).trim()}`;
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------
+// Main
+
+const opts = parseOptions(Deno.args);
+await ensureFileLimit(opts.connections + FD_SLACK);
+
+interface Row {
+  target: Target;
+  rss: RssRun[];
+  starts: StartRun[];
+  problem?: string;
+}
+
+const rows: Row[] = [];
+const notes: string[] = [];
+let busyStarts = 0;
+try {
+  for (const target of opts.targets) {
+    const row: Row = { target, rss: [], starts: [] };
+    rows.push(row);
+    if (target === "bun-binary") {
+      const problem = await ensureBinary(opts.rebuild);
+      if (problem !== undefined) {
+        row.problem = problem;
+        continue;
+      }
+      const built = Deno.statSync(`${ROOT}${BUN_BINARY}`).mtime;
+      notes.push(`${BUN_BINARY} built ${built?.toISOString() ?? "?"}.`);
+    }
+    try {
+      for (let i = 0; i < opts.rssRuns; i++) {
+        console.error(`memory: ${target} RSS run ${i + 1}/${opts.rssRuns} ...`);
+        const r = await rssRun(target, opts.connections);
+        console.error(
+          `memory:   idle ${fmt(r.idleMb, 1)} MB, ${opts.connections} conns ${
+            fmt(r.loadedMb, 1)
+          } MB, after close ${fmt(r.afterCloseMb, 1)} MB`,
+        );
+        row.rss.push(r);
+      }
+      for (let i = 0; i < opts.starts; i++) {
+        if (opts.waitIdle > 0 && !await waitIdle(opts.waitIdle)) busyStarts++;
+        const s = await startRun(target);
+        row.starts.push(s);
+      }
+      console.error(
+        `memory:   start-up ${row.starts.map((s) => fmt(s.connectMs)).join(", ")} ms`,
+      );
+    } catch (err) {
+      row.problem = err instanceof Error ? err.message : String(err);
+      console.error(`memory:   failed: ${row.problem}`);
+    }
+  }
+} finally {
+  killLive();
+}
+
+const NAMES: Record<Target, string> = {
+  deno: "deno (main.ts)",
+  bun: "bun (main.ts)",
+  "bun-binary": `bun compiled (${BUN_BINARY})`,
+};
+const n = opts.connections;
+const table = [
+  `| agent -n 1 | idle RSS MB | RSS with ${fmt(n)} idle conns MB | per conn KB | ` +
+  `after closing them MB | start → first connection ms | start → AGENT-HELLO ms | ` +
+  `(min–max) ms |`,
+  "|---|---:|---:|---:|---:|---:|---:|---:|",
+];
+for (const row of rows) {
+  const idle = median(row.rss.map((r) => r.idleMb));
+  const loaded = median(row.rss.map((r) => r.loadedMb));
+  const after = median(row.rss.map((r) => r.afterCloseMb));
+  const perConn = n > 0 ? ((loaded - idle) * 1024) / n : NaN;
+  const connect = row.starts.map((s) => s.connectMs);
+  table.push(
+    `| ${NAMES[row.target]}${row.problem ? " *" : ""} | ${fmt(idle, 1)} | ${fmt(loaded, 1)} | ${
+      fmt(perConn, 1)
+    } | ${fmt(after, 1)} | ${fmt(median(connect))} | ${
+      fmt(median(row.starts.map((s) => s.helloMs)))
+    } | ${connect.length ? `${fmt(Math.min(...connect))}–${fmt(Math.max(...connect))}` : "—"} |`,
+  );
+  if (row.problem) notes.push(`${row.target}: ${row.problem}`);
+}
+console.log(table.join("\n"));
+console.log();
+console.log(
+  `RSS: VmRSS (/proc/<pid>/status) ${SETTLE_MS} ms after start, after the last of ${fmt(n)} ` +
+    `HELLO handshakes, and after closing them; median of ${opts.rssRuns} starts. Start-up: ` +
+    `spawn to the first successful connect (tight retry loop), and to the AGENT-HELLO on it; ` +
+    `median of ${opts.starts} starts. Nothing pinned.`,
+);
+if (busyStarts > 0) {
+  notes.push(`${busyStarts} start(s) began while other processes kept the machine busy.`);
+}
+for (const note of notes) console.log(`- ${note}`);
+if (live.size > 0) console.error(`memory: still running: ${[...live].join(", ")}`);
+if (rows.some((r) => r.problem !== undefined)) Deno.exit(1);
