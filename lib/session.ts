@@ -413,7 +413,19 @@ export class Session implements ConnHandler {
     this.#notifies++;
     const pending = this.#acquirePending(streamId, frameId);
     const reader = this.#reader.reset(buf, start, end);
-    while (reader.next()) {
+    for (;;) {
+      try {
+        if (!reader.next()) break;
+      } catch (err) {
+        // A malformed message: the connection closes; this NOTIFY gets no ACK
+        // and must not count as in flight. Handlers already started keep the
+        // Pending, so only an idle one goes back to the pool.
+        if (pending.waiting === 0) {
+          this.#pendingPool.push(pending);
+        } else pending.late = true;
+        this.#settled();
+        throw err;
+      }
       const handler = this.#agent.find(reader, buf);
       if (handler === undefined) {
         if (this.#log.debugEnabled) this.#log.debug(`no handler for message "${reader.name()}"`);

@@ -2279,9 +2279,7 @@ function checkOutcome(
   }
   if (!obs.closedResolved) fail("end", "`closed` did not resolve");
   if (timers.pending !== 0) fail("end", `${timers.pending} timers still pending`);
-  if (session.inFlight === 1 && status === Status.INVALID_FRAME) {
-    ctl.knownIssue("inflight-after-malformed-notify");
-  } else if (session.inFlight !== 0) fail("end", `${session.inFlight} NOTIFY still in flight`);
+  if (session.inFlight !== 0) fail("end", `${session.inFlight} NOTIFY still in flight`);
   if (ctl.deferreds.length !== 0) fail("end", "the driver left handler promises unsettled");
 
   return {
@@ -2301,10 +2299,7 @@ function checkOutcome(
 // Running and reporting
 
 /** Known lib bugs, by the name the model gives them; see the report. */
-export const KNOWN_ISSUES: Record<string, string> = {
-  "inflight-after-malformed-notify":
-    "a NOTIFY whose message list is malformed keeps its Pending: inFlight stays 1 after the session closed",
-};
+export const KNOWN_ISSUES: Record<string, string> = {};
 
 /** Set to true to count known issues as failures. */
 export const STRICT = { knownIssuesFail: false };
