@@ -12,8 +12,8 @@
  * - `scan`: + `FrameScanner` push/next;
  * - `read`: + `MessageReader` over each NOTIFY (messages and arguments);
  * - `handler`: + `Agent.find`, `Message.load` and the handler, into a `Reply`;
- * - `ack`: + the ACK into a reused `FrameWriter`, one view per chunk handed to
- *   the connection (what the session does);
+ * - `ack`: + the ACK into a reused `FrameWriter` (`Reply.writeTo`), one view per
+ *   chunk handed to the connection (what the session does);
  * - `session`: the real thing, `Session.onData` on the whole chunk.
  *
  * Figures: heap used after a forced GC before the NOTIFYs and after all of
@@ -35,7 +35,8 @@
  * ```sh
  * node_modules/deno/deno run --v8-flags=--expose-gc --allow-sys bench/heap.ts
  *   [--frames 1000000]
- *   [--chunk 16] [--window 10000] [--stage all|gen|scan|read|handler|ack|session] [--no-profile]
+ *   [--chunk 16] [--window 10000] [--stage all|gen|scan|read|handler|ack|session]
+ *   [--handler iprep|setvar|noop] [--no-profile]
  * node_modules/bun/bin/bun.exe bench/heap.ts [same options]
  * ```
  *
@@ -47,7 +48,7 @@
 import process from "node:process";
 import { parseArgs } from "node:util";
 import type { Conn, ConnHandler } from "../lib/conn.ts";
-import { Message, Reply } from "../lib/handler.ts";
+import { Agent, Message, Reply } from "../lib/handler.ts";
 import { ipReputation } from "../lib/iprep.ts";
 import { createLogger, Level } from "../lib/log.ts";
 import { DEFAULT_SESSION_OPTIONS, Session, type Timers } from "../lib/session.ts";
@@ -62,7 +63,8 @@ import {
 } from "../lib/spop.ts";
 
 const USAGE = `Usage: heap.ts [--frames 1000000] [--chunk 16] [--window 10000]
-               [--stage all|gen|scan|read|handler|ack|session] [--object-size 64] [--no-profile]`;
+               [--stage all|gen|scan|read|handler|ack|session] [--handler iprep|setvar|noop]
+               [--object-size 64] [--no-profile]`;
 
 const STAGES = ["gen", "scan", "read", "handler", "ack", "session"] as const;
 type Stage = typeof STAGES[number];
@@ -87,6 +89,7 @@ try {
       stage: { type: "string", default: "all" },
       "object-size": { type: "string", default: "64" },
       "no-profile": { type: "boolean", default: false },
+      handler: { type: "string", default: "iprep" },
       help: { type: "boolean", short: "h", default: false },
     },
   }));
@@ -110,6 +113,23 @@ if (values.stage !== "all" && !STAGES.includes(values.stage as Stage)) {
   usage(`unknown stage "${values.stage}"`);
 }
 const stages: Stage[] = values.stage === "all" ? [...STAGES] : [values.stage as Stage];
+const HANDLERS = ["iprep", "setvar", "noop"] as const;
+type HandlerKind = typeof HANDLERS[number];
+if (!HANDLERS.includes(values.handler as HandlerKind)) usage(`unknown handler "${values.handler}"`);
+const HANDLER = values.handler as HandlerKind;
+
+/**
+ * The agent: the IP-reputation one, or for bisecting it, one that sets the
+ * same variable to a constant without reading the argument (`setvar`), or
+ * one that does nothing (`noop`: the ACK gets the padding action).
+ */
+function makeAgent(): Agent {
+  if (HANDLER === "iprep") return ipReputation({ seed: 1 });
+  if (HANDLER === "noop") return new Agent().on("check-client-ip", () => {});
+  return new Agent().on("check-client-ip", (_message, reply) => {
+    reply.setVar("sess", "ip_score", 42, DataType.UINT32);
+  });
+}
 
 // ---------------------------------------------------------------------------
 // The runtime's heap
@@ -123,7 +143,13 @@ interface Bun2 {
   version: string;
 }
 interface JscHeap {
-  heapStats(): { heapSize: number; heapCapacity: number; objectCount: number };
+  heapStats(): {
+    heapSize: number;
+    heapCapacity: number;
+    objectCount: number;
+    /** Cells by type, counting those allocated since the last collection (garbage too). */
+    objectTypeCounts: Record<string, number>;
+  };
 }
 const DENO = (globalThis as unknown as { Deno?: Deno2 }).Deno;
 const BUN = (globalThis as unknown as { Bun?: Bun2 }).Bun;
@@ -162,6 +188,39 @@ function allocProbe(): [number, number] {
   }
   const used = DENO!.memoryUsage().heapUsed;
   return [used, used];
+}
+
+/**
+ * Bun: cells allocated per frame by JS type over one window without a
+ * collection (`objectTypeCounts` counts cells allocated since the last
+ * collection, garbage included), less what reading the counts allocates.
+ */
+function typesPerFrame(step: () => void, chunks: number, frames: number): string {
+  if (jsc === undefined) return "";
+  const diff = (run: boolean): Record<string, number> | undefined => {
+    forceGc();
+    const s0 = jsc.heapStats();
+    if (run) { for (let i = 0; i < chunks; i++) step(); }
+    const s1 = jsc.heapStats();
+    if (s1.heapSize !== s0.heapSize) return undefined; // A collection ran.
+    const d: Record<string, number> = {};
+    for (const [k, v] of Object.entries(s1.objectTypeCounts)) {
+      d[k] = v - (s0.objectTypeCounts[k] ?? 0);
+    }
+    return d;
+  };
+  const base = diff(false) ?? {};
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const d = diff(true);
+    if (d === undefined) continue;
+    const parts = Object.entries(d)
+      .map(([k, v]) => [k, (v - (base[k] ?? 0)) / frames] as const)
+      .filter(([, v]) => v >= 0.05)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${k} ${v.toFixed(2)}`);
+    return parts.length === 0 ? "none" : parts.join(", ");
+  }
+  return "?";
 }
 
 // ---------------------------------------------------------------------------
@@ -258,7 +317,7 @@ let sink = 0;
 
 function makePipeline(stage: Stage): Pipeline {
   const gen = new Generator();
-  const agent = ipReputation({ seed: 1 });
+  const agent = makeAgent();
   if (stage === "session") {
     const conn = new NullConn();
     const log = createLogger({ level: Level.INFO, sink: () => {}, now: () => new Date(0) });
@@ -310,7 +369,9 @@ function makePipeline(stage: Stage): Pipeline {
           void handler(message, reply);
         }
         if (stage === "ack") {
-          writer.begin(FrameType.ACK, f.streamId, f.frameId).append(reply.bytes()).end();
+          writer.begin(FrameType.ACK, f.streamId, f.frameId);
+          reply.writeTo(writer);
+          writer.end();
         }
         sink += reply.size;
         reply.clear();
@@ -340,6 +401,8 @@ interface StageResult {
   framesPerSec: number;
   check: string;
   ok: boolean;
+  /** Bun: cells per frame by type. */
+  types: string;
 }
 
 function measureStage(stage: Stage): StageResult {
@@ -363,6 +426,7 @@ function measureStage(stage: Stage): StageResult {
     const collected = jsc !== undefined ? m1 !== m0 : a1 < a0;
     if (!collected) perFrame.push((a1 - a0) / WINDOW);
   }
+  const types = typesPerFrame(p.step, windowChunks, WINDOW);
   perFrame.sort((x, y) => x - y);
   const alloc = perFrame.length === 0 ? NaN : perFrame[perFrame.length >> 1]!;
   return {
@@ -377,6 +441,7 @@ function measureStage(stage: Stage): StageResult {
     framesPerSec: frames / (elapsed / 1000),
     check: p.check(),
     ok,
+    types,
   };
 }
 
@@ -434,7 +499,10 @@ async function profileSession(frames: number): Promise<string[]> {
     "| bytes per frame | share | allocating function ← caller |",
     "|---:|---:|---|",
   ];
-  for (const [site, bytes] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 12)) {
+  const top = [...bySite].sort((a, b) => b[1] - a[1])
+    .filter(([site, bytes]) => bytes / frames >= 0.05 && !site.includes("inspector.js"))
+    .slice(0, 12);
+  for (const [site, bytes] of top) {
     lines.push(
       `| ${(bytes / frames).toFixed(1)} | ${((bytes / total) * 100).toFixed(0)} % | ${site} |`,
     );
@@ -453,9 +521,11 @@ for (const stage of stages) {
 
 const f1 = (n: number) => Number.isFinite(n) ? n.toFixed(1) : "—";
 const out = [
-  `| stage (${runtime}) | heap before KB | heap after KB | retained B/frame | ` +
-  `allocated B/frame | ≈ objects/frame | windows | frames/s | check |`,
-  "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+  `| stage (${runtime}, ${HANDLER}) | heap before KB | heap after KB | retained B/frame | ` +
+  `allocated B/frame | ≈ objects/frame | windows | frames/s | check |${
+    jsc ? " cells/frame by type |" : ""
+  }`,
+  `|---|---:|---:|---:|---:|---:|---:|---:|---|${jsc ? "---|" : ""}`,
 ];
 for (const r of results) {
   out.push(
@@ -463,7 +533,7 @@ for (const r of results) {
       r.growthPerFrame.toFixed(3)
     } | ${f1(r.allocPerFrame)} | ${f1(r.objectsPerFrame)} | ${r.windowsUsed}/${WINDOWS} | ${
       Math.round(r.framesPerSec).toLocaleString("en-US")
-    } | ${r.check}${r.ok ? "" : " (MISMATCH)"} |`,
+    } | ${r.check}${r.ok ? "" : " (MISMATCH)"} |${jsc ? ` ${r.types} |` : ""}`,
   );
 }
 out.push(

@@ -17,12 +17,14 @@
  * msgs/s divided by the echo server's under the same load is the agent's
  * efficiency relative to its runtime's limit.
  *
- * `--rate N`: paced. Instead of one new NOTIFY per ACK, NOTIFYs are sent as
- * they fall due so that the total rate is N msgs/s: after each read on the
- * connection that read (one write), and on a 1 ms timer spread over the
- * connections, never more than `-d` in flight per connection. What cannot be
- * sent for lack of room waits, up to `-c` x `-d` messages; beyond that it is
- * dropped and counted (`behindPct`): the peer is slower than N.
+ * `--rate N`: paced. Instead of one new NOTIFY per ACK, a timer (1 ms; the
+ * runtimes fire it every ~1.1 ms) sends the NOTIFYs fallen due since its last
+ * tick, so that the total rate is N msgs/s, spread evenly over the
+ * connections (one write each), never more than `-d` in flight per
+ * connection. What does not fit a connection's free depth (a tick's burst is
+ * N x 1.1 ms) is the backlog, sent as responses free room; beyond `-c` x `-d`
+ * messages behind, the excess is dropped and counted (`behindPct`): the peer
+ * is slower than N. `perWrite` is the mean NOTIFYs per write.
  *
  * Runs under Bun and Deno. Under Bun it uses Bun's own sockets (`Bun.connect`),
  * which cost the load generator less CPU than `node:net` (`--transport node`
@@ -66,7 +68,7 @@ const HANDSHAKE_TIMEOUT_MS = 5000;
 /** How long closing may take after the measured window. */
 const CLOSE_TIMEOUT_MS = 1000;
 /** The pacing timer's period with `--rate`. */
-const TICK_MS = 1;
+const TIMER_MS = 1;
 
 /** What a connection needs from its socket. */
 interface Transport {
@@ -422,6 +424,8 @@ let mismatches = 0;
 /** --rate: NOTIFYs due while measuring, and those dropped for lack of room. */
 let due = 0;
 let dropped = 0;
+let writes = 0;
+let notifies = 0;
 let disconnects = 0;
 let socketErrors = 0;
 let firstError = "";
@@ -535,6 +539,10 @@ class Conn {
       }
     }
     this.inFlight += count;
+    if (measuring) {
+      writes++;
+      notifies += count;
+    }
     this.sock.write(w.bytes());
   }
 
@@ -620,7 +628,7 @@ class Conn {
     this.inFlight -= k;
     if (k > 0) {
       if (opts.rate === 0) this.send(k);
-      else paceOn(this);
+      else if (pacing.backlog > 0) refill(this);
     }
   }
 
@@ -665,41 +673,27 @@ try {
 clearTimeout(timer);
 
 /** --rate: the pacing state. */
-const pacing = { start: 0, sent: 0, lastTarget: 0, first: 0 };
+const pacing = { start: 0, sent: 0, lastTarget: 0, first: 0, backlog: 0 };
 let pacer: ReturnType<typeof setInterval> | undefined;
 
-/** --rate: NOTIFYs due now and not sent yet (dropping what exceeds one full window). */
-function owed(): number {
-  const target = Math.floor(((performance.now() - pacing.start) / 1000) * opts.rate);
+/** --rate: NOTIFYs due now and not sent yet. */
+function owed(now: number): number {
+  const target = Math.floor(((now - pacing.start) / 1000) * opts.rate);
   if (target > pacing.lastTarget) {
     if (measuring) due += target - pacing.lastTarget;
     pacing.lastTarget = target;
   }
-  let n = target - pacing.sent;
-  const cap = opts.connections * opts.depth;
-  if (n > cap) {
-    if (measuring) dropped += n - cap;
-    pacing.sent += n - cap;
-    n = cap;
-  }
-  return n;
-}
-
-/** --rate: after responses on `c`, sends on `c` what is due, within its free depth. */
-function paceOn(c: Conn): void {
-  const count = Math.min(owed(), opts.depth - c.inFlight);
-  if (count <= 0) return;
-  c.send(count);
-  pacing.sent += count;
+  return target - pacing.sent;
 }
 
 /**
- * --rate: the timer sends what is due, spread over the connections (starting
- * with a different one each tick), within each one's free depth.
+ * --rate: the timer's tick. Sends what fell due since the last tick, spread
+ * evenly over the connections (one write each, starting with a different one
+ * each tick), within each one's free depth; what does not fit is the backlog.
  */
 function tick(): void {
   if (stopped) return;
-  let n = owed();
+  let n = owed(performance.now());
   const count = conns.length;
   for (let j = 0; j < count && n > 0; j++) {
     const c = conns[(pacing.first + j) % count]!;
@@ -709,12 +703,29 @@ function tick(): void {
     pacing.sent += k;
     n -= k;
   }
+  // More than a full window behind: the peer is slower than the rate.
+  const cap = opts.connections * opts.depth;
+  if (n > cap) {
+    if (measuring) dropped += n - cap;
+    pacing.sent += n - cap;
+    n = cap;
+  }
+  pacing.backlog = n;
   pacing.first = (pacing.first + 1) % count;
+}
+
+/** --rate: after responses on `c`, sends it what of the backlog fits its free depth. */
+function refill(c: Conn): void {
+  const k = Math.min(pacing.backlog, opts.depth - c.inFlight);
+  if (k <= 0) return;
+  c.send(k);
+  pacing.sent += k;
+  pacing.backlog -= k;
 }
 
 function startPacer(): void {
   pacing.start = performance.now();
-  pacer = setInterval(tick, TICK_MS);
+  pacer = setInterval(tick, TIMER_MS);
 }
 
 if (opts.rate > 0) startPacer();
@@ -725,6 +736,8 @@ acks = 0;
 reads = 0;
 due = 0;
 dropped = 0;
+writes = 0;
+notifies = 0;
 hist.reset();
 process.stderr.write("# measuring\n");
 const cpu0 = process.cpuUsage();
@@ -761,6 +774,7 @@ const result = {
   transport: opts.transport,
   seconds: Math.round(t1 - t0) / 1000,
   acksPerRead: reads === 0 ? 0 : Math.round((acks / reads) * 10) / 10,
+  perWrite: writes === 0 ? 0 : Math.round((notifies / writes) * 10) / 10,
   mismatches,
   disconnects,
   socketErrors,
