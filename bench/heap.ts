@@ -12,8 +12,8 @@
  * - `scan`: + `FrameScanner` push/next;
  * - `read`: + `MessageReader` over each NOTIFY (messages and arguments);
  * - `handler`: + `Agent.find`, `Message.load` and the handler, into a `Reply`;
- * - `ack`: + the ACK into a reused `FrameWriter` (`Reply.writeTo`), one view per
- *   chunk handed to the connection (what the session does);
+ * - `ack`: + the ACK into a reused `FrameWriter` (`Reply.writeTo`), its buffer
+ *   and size handed to the connection once per chunk (what the session does);
  * - `session`: the real thing, `Session.onData` on the whole chunk.
  *
  * Figures: heap used after a forced GC before the NOTIFYs and after all of
@@ -278,10 +278,10 @@ class NullConn implements Conn {
   closed = false;
   handler: ConnHandler | undefined;
 
-  write(bytes: Uint8Array): void {
+  write(bytes: Uint8Array, length: number): void {
     this.writes++;
     let pos = 0;
-    while (pos + 5 <= bytes.length) {
+    while (pos + 5 <= length) {
       const len = ((bytes[pos]! << 24) | (bytes[pos + 1]! << 16) | (bytes[pos + 2]! << 8) |
         bytes[pos + 3]!) >>> 0;
       if (bytes[pos + 4] === FrameType.ACK) this.acks++;
@@ -377,7 +377,7 @@ function makePipeline(stage: Stage): Pipeline {
         reply.clear();
       }
       if (stage === "ack") {
-        conn.write(writer.bytes());
+        conn.write(writer.buffer(), writer.size);
         writer.reset();
       }
     },

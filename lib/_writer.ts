@@ -83,6 +83,19 @@ export class FrameWriter {
   }
 
   /**
+   * The whole buffer, for writing without making a view: the finished frames
+   * are its first {@linkcode FrameWriter.size} bytes. Valid until the next
+   * write, which may replace it with a larger one.
+   *
+   * @returns The buffer.
+   * @throws {TypeError} While a frame is still open.
+   */
+  buffer(): Uint8Array {
+    this.#closed();
+    return this.#buf;
+  }
+
+  /**
    * Hands the finished frames over and continues in a fresh buffer, for
    * transports that keep the bytes after a write returns.
    *

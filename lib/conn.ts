@@ -14,11 +14,13 @@ export interface Conn {
   /** Bytes accepted by `write()` that the kernel has not taken yet. */
   readonly queued: number;
   /**
-   * Sends bytes. The connection copies what it cannot send at once, so the
-   * caller may reuse `bytes` as soon as this returns. Each call is one
-   * socket write when the socket has room.
+   * Sends the first `length` bytes of `bytes` (the session passes its whole
+   * reused write buffer, so that no view is made per write). The connection
+   * copies what it cannot send at once, so the caller may reuse `bytes` as
+   * soon as this returns. Each call is one socket write when the socket has
+   * room.
    */
-  write(bytes: Uint8Array): void;
+  write(bytes: Uint8Array, length: number): void;
   /** Stops delivering data until `resume()`. */
   pause(): void;
   /** Delivers data again after `pause()`. */

@@ -29,7 +29,9 @@ export interface IpReputationOptions {
  * finaliser) reduced to 0..100, so tests can predict it.
  *
  * @param seed 0..2^32-1.
- * @param address The address's 4 or 16 bytes.
+ * @param bytes Bytes holding the address (4 or 16 of them).
+ * @param start Where the address starts in `bytes`; 0 by default.
+ * @param end Where it ends (exclusive); `bytes.length` by default.
  * @returns 0..100.
  *
  * @example Usage
@@ -39,9 +41,14 @@ export interface IpReputationOptions {
  * seededScore(7, new Uint8Array([127, 0, 0, 1])) === seededScore(7, new Uint8Array([127, 0, 0, 1])); // true
  * ```
  */
-export function seededScore(seed: number, address: Uint8Array): number {
+export function seededScore(
+  seed: number,
+  bytes: Uint8Array,
+  start = 0,
+  end: number = bytes.length,
+): number {
   let h = (0x811c9dc5 ^ seed) >>> 0;
-  for (let i = 0; i < address.length; i++) h = Math.imul(h ^ address[i]!, 0x01000193);
+  for (let i = start; i < end; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193);
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
@@ -63,7 +70,10 @@ export function ipReputation(options: IpReputationOptions = {}): Agent {
     if (message.size !== 1) return;
     const arg = message.arg(0)!;
     if (arg.type !== DataType.IPV4 && arg.type !== DataType.IPV6) return;
-    const score = seed === undefined ? Math.floor(random() * 101) : seededScore(seed, arg.bytes());
+    // The address is read in place: no view is made per message.
+    const score = seed === undefined
+      ? Math.floor(random() * 101)
+      : seededScore(seed, arg.buf, arg.start, arg.end);
     reply.setVar("sess", VARIABLE, score, DataType.UINT32);
   });
 }

@@ -140,7 +140,8 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
             slot.stopped?.();
             break;
           case "write": {
-            relays.get(message.cid)?.write(new Uint8Array(message.bytes));
+            const bytes = new Uint8Array(message.bytes);
+            relays.get(message.cid)?.write(bytes, bytes.length);
             break;
           }
           case "pause":

@@ -443,33 +443,44 @@ export class Session implements ConnHandler {
       }
       // `!= null`: a handler typed `void` may return anything, null included.
       if (result != null && typeof result.then === "function") {
-        message.detach();
-        pending.waiting++;
-        // Promise.resolve() settles once even for a thenable that calls back
-        // twice or throws from then().
-        Promise.resolve(result).then(
-          () => this.#handlerDone(pending, message),
-          (err: unknown) => {
-            this.#handlerFailed(message, err);
-            this.#handlerDone(pending, message);
-          },
-        );
+        this.#await(pending, message, result);
       } else {
         this.#messagePool.push(message);
       }
     }
     if (pending.waiting === 0) this.#complete(pending);
-    else if (this.#opts.handlerTimeout > 0) {
-      pending.deadline = this.#timers.setTimeout(
-        () => this.#deadline(pending),
-        this.#opts.handlerTimeout,
-      );
-    }
+    else if (this.#opts.handlerTimeout > 0) this.#armDeadline(pending);
     const limit = this.#opts.closeAfterFrames;
     if (limit > 0 && this.#notifies >= limit && this.#state === State.RUNNING) {
       if (this.#log.debugEnabled) this.#log.debug(`closing after ${limit} frames (-f)`);
       this.#drain();
     }
+  }
+
+  // The closures of asynchronous handlers live in these two methods, not in
+  // #notify: a closure there would make the engine allocate a scope for every
+  // NOTIFY, synchronous ones included.
+
+  /** Waits for a handler's promise; the message is copied out of the read buffer first. */
+  #await(pending: Pending, message: Message, result: PromiseLike<void>): void {
+    message.detach();
+    pending.waiting++;
+    // Promise.resolve() settles once even for a thenable that calls back
+    // twice or throws from then().
+    Promise.resolve(result).then(
+      () => this.#handlerDone(pending, message),
+      (err: unknown) => {
+        this.#handlerFailed(message, err);
+        this.#handlerDone(pending, message);
+      },
+    );
+  }
+
+  #armDeadline(pending: Pending): void {
+    pending.deadline = this.#timers.setTimeout(
+      () => this.#deadline(pending),
+      this.#opts.handlerTimeout,
+    );
   }
 
   #handlerFailed(message: Message, err: unknown): void {
@@ -615,7 +626,7 @@ export class Session implements ConnHandler {
       w.reset();
       return;
     }
-    this.#conn.write(w.bytes());
+    this.#conn.write(w.buffer(), w.size);
     w.reset();
     if (!this.#outputFull && this.#conn.queued > this.#opts.maxQueuedBytes) {
       this.#outputFull = true;

@@ -28,9 +28,9 @@ function post(message: FromWorker, transfer: Transferable[] = []): void {
 }
 
 /** A copy of `bytes` in a buffer of its own, ready to be transferred. */
-function ownBuffer(bytes: Uint8Array): ArrayBuffer {
-  const buffer = new ArrayBuffer(bytes.length);
-  new Uint8Array(buffer).set(bytes);
+function ownBuffer(bytes: Uint8Array, length: number): ArrayBuffer {
+  const buffer = new ArrayBuffer(length);
+  new Uint8Array(buffer).set(length === bytes.length ? bytes : bytes.subarray(0, length));
   return buffer;
 }
 
@@ -69,9 +69,9 @@ class StreamConn implements Conn {
     void this.#readLoop();
   }
 
-  write(bytes: Uint8Array): void {
+  write(bytes: Uint8Array, length: number): void {
     if (this.#closed || this.#closing) return;
-    const copy = bytes.slice(); // The stream keeps what it is given.
+    const copy = bytes.slice(0, length); // The stream keeps what it is given.
     this.#queued += copy.length;
     this.#writer.write(copy).then(
       () => {
@@ -145,9 +145,9 @@ class RelayConn implements Conn {
     return 0;
   }
 
-  write(bytes: Uint8Array): void {
+  write(bytes: Uint8Array, length: number): void {
     if (this.#closed) return;
-    const buffer = ownBuffer(bytes);
+    const buffer = ownBuffer(bytes, length);
     post({ type: "write", cid: this.#cid, bytes: buffer }, [buffer]);
   }
 

@@ -1695,10 +1695,10 @@ class FuzzConn implements Conn {
     this.deliverClose();
   }
 
-  write(bytes: Uint8Array): void {
+  write(bytes: Uint8Array, length: number): void {
     if (this.ended) this.writesAfterClose++;
     if (this.queued > this.maxQueuedBytes) this.outputFull = true;
-    this.writes.push(bytes.slice());
+    this.writes.push(bytes.slice(0, length));
     this.events.push("write");
   }
 

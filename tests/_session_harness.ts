@@ -77,9 +77,9 @@ export class FakeConn implements Conn {
     return this.#ended;
   }
 
-  write(bytes: Uint8Array): void {
+  write(bytes: Uint8Array, length: number): void {
     if (this.#ended) this.writesAfterClose++;
-    this.writes.push(bytes.slice());
+    this.writes.push(bytes.slice(0, length));
     this.events.push("write");
   }
 

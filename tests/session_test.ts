@@ -1761,6 +1761,17 @@ test("ipReputation() scores IPv4 and IPv6, named or not, as UINT32 0..100", () =
     }
   }
 });
+test("seededScore() reads the address in place between start and end", () => {
+  const padded = new Uint8Array([0xff, 0xee, ...IPV6_BYTES, 0xdd]);
+  for (const seed of [0, 7, 0xffffffff]) {
+    assert.equal(seededScore(seed, padded, 2, 18), seededScore(seed, IPV6_BYTES));
+    assert.equal(seededScore(seed, padded, 2, 6), seededScore(seed, IPV6_BYTES.subarray(0, 4)));
+  }
+  // The surrounding bytes matter when they are inside the range.
+  const whole = [0, 7, 0xffffffff].map((seed) => seededScore(seed, padded));
+  const inner = [0, 7, 0xffffffff].map((seed) => seededScore(seed, padded, 2, 18));
+  assert.notDeepEqual(whole, inner);
+});
 
 test("ipReputation() with a seed gives seededScore()", () => {
   for (const seed of [0, 7, 0xffffffff]) {

@@ -16,7 +16,8 @@ interface BunSocket {
   data: BunConn;
   readonly remoteAddress: string;
   readonly remotePort?: number;
-  write(data: Uint8Array): number;
+  /** Writes `data[byteOffset, byteOffset + byteLength)`; returns the bytes taken. */
+  write(data: Uint8Array, byteOffset?: number, byteLength?: number): number;
   end(): void;
   /** Without an argument: sends FIN and keeps reading (a half-close). */
   shutdown(): void;
@@ -129,15 +130,16 @@ class BunConn implements Conn {
     return this.#outLen;
   }
 
-  write(bytes: Uint8Array): void {
+  write(bytes: Uint8Array, length: number): void {
     if (this.#closed || this.#closeRequested) return;
-    let rest = bytes;
+    let sent = 0;
     if (this.#outLen === 0) {
-      const n = this.#socket.write(bytes);
-      if (n >= bytes.length) return;
-      rest = n > 0 ? bytes.subarray(n) : bytes;
+      // Bun writes a range of the buffer: no view is made.
+      sent = this.#socket.write(bytes, 0, length);
+      if (sent >= length) return;
+      if (sent < 0) sent = 0;
     }
-    this.#queue(rest);
+    this.#queue(bytes.subarray(sent, length));
   }
 
   /** Sends queued output (on `drain`). */

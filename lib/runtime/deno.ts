@@ -185,9 +185,9 @@ class DenoConn implements Conn {
     void this.#readLoop();
   }
 
-  write(bytes: Uint8Array): void {
+  write(bytes: Uint8Array, length: number): void {
     if (this.#closed || this.#closeRequested) return;
-    const need = this.#outLen + bytes.length;
+    const need = this.#outLen + length;
     if (need > this.#out.length) {
       let size = Math.max(this.#out.length * 2, 4096);
       while (size < need) size *= 2;
@@ -195,7 +195,12 @@ class DenoConn implements Conn {
       grown.set(this.#out.subarray(0, this.#outLen));
       this.#out = grown;
     }
-    this.#out.set(bytes, this.#outLen);
+    // The copy is needed anyway (Deno's write is asynchronous); a short
+    // output is copied by hand rather than through a view.
+    const out = this.#out;
+    if (length <= 64) {
+      for (let i = 0, o = this.#outLen; i < length; i++) out[o + i] = bytes[i]!;
+    } else out.set(length === bytes.length ? bytes : bytes.subarray(0, length), this.#outLen);
     this.#outLen = need;
     if (!this.#writing) void this.#pump();
   }

@@ -81,8 +81,9 @@ class NodeConn implements Conn {
     return this.#socket.writableLength;
   }
 
-  write(bytes: Uint8Array): void {
-    if (!this.#closed) this.#socket.write(Buffer.from(bytes));
+  write(bytes: Uint8Array, length: number): void {
+    // A copy: the socket keeps what it is given until it is sent.
+    if (!this.#closed) this.#socket.write(Buffer.from(bytes.subarray(0, length)));
   }
 
   pause(): void {
