@@ -1,11 +1,14 @@
 /**
  * Shared plumbing of the Deno-run benchmark orchestrators (`bench/agent.ts`,
- * `bench/memory.ts`): starting servers and waiting for their "listening on"
- * line, stopping them by pid, and sampling processes and the machine through
- * `/proc` (Linux only).
+ * `bench/memory.ts`, `bench/pool.ts`, `bench/e2e.ts`): option lists,
+ * starting children with their output drained, servers and their "listening
+ * on" lines, stopping them by pid (killing what is left on Ctrl-C), and
+ * sampling processes and the machine through `/proc` (Linux only).
  *
  * @module
  */
+
+import { parseArgs, type ParseArgsConfig } from "node:util";
 
 /** The repository root. */
 export const ROOT = new URL("../", import.meta.url).pathname;
@@ -21,6 +24,45 @@ export type Runtime = "deno" | "bun";
 
 export const sleep = (ms: number): Promise<void> =>
   new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Parses a benchmark's command line strictly: an unknown or malformed option
+ * prints the message and `usage` on stderr and exits 2; `-h`/`--help` (which
+ * `config.options` must declare as `help`) prints `usage` and exits 0.
+ *
+ * @param tool The benchmark's name, for the error line.
+ * @param usage Its usage text.
+ * @param config `parseArgs`'s configuration (`strict` is forced on).
+ * @returns The option values.
+ */
+export function parseFlags<T extends ParseArgsConfig>(
+  tool: string,
+  usage: string,
+  config: T,
+): ReturnType<typeof parseArgs<T>>["values"] {
+  let values;
+  try {
+    ({ values } = parseArgs<T>({ ...config, strict: true }));
+  } catch (err) {
+    exitUsage(tool, usage, err instanceof Error ? err.message : String(err));
+  }
+  if ((values as Record<string, unknown>).help === true) {
+    console.log(usage);
+    Deno.exit(0);
+  }
+  return values;
+}
+
+/** Prints `tool: message` and the usage on stderr, then exits 2. */
+export function exitUsage(tool: string, usage: string, message: string): never {
+  console.error(`${tool}: ${message}\n${usage}`);
+  Deno.exit(2);
+}
+
+/** The comma-separated values of an option, trimmed, without empty ones. */
+export function list(text: string): string[] {
+  return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+}
 
 /** Calls `onLine` for each line of a byte stream; resolves at its end. */
 export async function readLines(
@@ -60,6 +102,17 @@ export function procCpu(pid: number): ProcCpu {
   // Fields after "pid (comm) ": state is field 3, utime 14, stime 15.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return { user: Number(fields[11]) / clockTicks, system: Number(fields[12]) / clockTicks };
+}
+
+/** CPU seconds (user + system, all threads) of a process so far; NaN without one or once it is gone. */
+export function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const { user, system } = procCpu(pid);
+    return user + system;
+  } catch {
+    return NaN;
+  }
 }
 
 /** Seconds each core (and `all`) spent per state, from `/proc/stat`. */
@@ -171,14 +224,97 @@ export async function waitIdle(seconds: number, idlePct = 20, quiet = 2): Promis
   }
 }
 
-/** A started server process. */
-export interface Server {
+/** A started child whose output is drained (and kept, up to 64 KiB) for its whole life. */
+export interface Proc {
   child: Deno.ChildProcess;
   pid: number;
-  port: number;
-  /** stderr so far (capped). */
+  /** Output so far (capped). */
   log: () => string;
+  /** Settles once it has exited and its output is read. */
   exited: Promise<Deno.CommandStatus>;
+  /** Whether it has exited. */
+  done: () => boolean;
+}
+
+/** How {@linkcode startProc} runs a child. */
+export interface StartOptions {
+  /** Extra environment variables. */
+  env?: Record<string, string>;
+  /** Read stdout too (otherwise it goes to /dev/null). */
+  stdout?: boolean;
+  /** Called with each line of output, and the stream it came on. */
+  onLine?: (line: string, stream: "stdout" | "stderr") => void;
+}
+
+/** Starts a child in the repository root; it is killed on Ctrl-C while it runs. */
+export function startProc(cmd: [string, string[]], options: StartOptions = {}): Proc {
+  const child = new Deno.Command(cmd[0], {
+    args: cmd[1],
+    cwd: ROOT,
+    env: options.env ?? {},
+    stdin: "null",
+    stdout: options.stdout ? "piped" : "null",
+    stderr: "piped",
+  }).spawn();
+  const pid = child.pid;
+  live.add(pid);
+  let finished = false;
+  let log = "";
+  const take = (stream: "stdout" | "stderr") => (line: string) => {
+    if (log.length < 64 * 1024) log += `${line}\n`;
+    options.onLine?.(line, stream);
+  };
+  // Keep draining the output so that the child never blocks on a full pipe.
+  const drained = Promise.all([
+    options.stdout ? readLines(child.stdout, take("stdout")).catch(() => {}) : undefined,
+    readLines(child.stderr, take("stderr")).catch(() => {}),
+  ]);
+  const exited = child.status.then(async (status) => {
+    live.delete(pid);
+    finished = true;
+    await drained;
+    return status;
+  });
+  return { child, pid, log: () => log, exited, done: () => finished };
+}
+
+/**
+ * Sends `signal` by pid, then SIGKILL (with a line on stderr) if the child
+ * is still there after the grace period.
+ */
+export async function stopProc(
+  proc: Proc,
+  signal: Deno.Signal = "SIGTERM",
+): Promise<Deno.CommandStatus> {
+  if (!proc.done()) {
+    try {
+      Deno.kill(proc.pid, signal);
+    } catch {
+      // Already gone.
+    }
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const status = await Promise.race([
+    proc.exited,
+    new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), STOP_TIMEOUT_MS)),
+  ]);
+  clearTimeout(timer);
+  if (status !== null) return status;
+  console.error(`bench: ${proc.pid} ignored ${signal}; sending SIGKILL`);
+  try {
+    Deno.kill(proc.pid, "SIGKILL");
+  } catch {
+    // Already gone.
+  }
+  return await proc.exited;
+}
+
+/** A started server process. */
+export interface Server extends Proc {
+  /** The first port it said it listens on. */
+  port: number;
+  /** Every port it said it listens on (one per worker with some dispatch modes). */
+  ports: Set<number>;
 }
 
 /** The command that runs the agent or the echo server. */
@@ -203,78 +339,64 @@ export function pinned(cpus: string | undefined, cmd: [string, string[]]): [stri
   return cpus === undefined ? cmd : ["taskset", ["-c", cpus, cmd[0], ...cmd[1]]];
 }
 
+/** A server that exited, or was not ready in time, instead of listening. */
+export class StartError extends Error {
+  /**
+   * @param message What happened, with the last lines of its output.
+   * @param status How it exited (killed when it was not ready in time).
+   * @param log Its output.
+   */
+  constructor(message: string, readonly status: Deno.CommandStatus, readonly log: string) {
+    super(message);
+    this.name = "StartError";
+  }
+}
+
 /**
  * Starts a server and waits for its "listening on HOST:PORT" line (the first
  * one), or for its exit.
  *
- * @throws {Error} When it exits or is not ready in time; the error has its log.
+ * @throws {StartError} When it exits or is not ready in time.
  */
 export async function startServer(cmd: [string, string[]]): Promise<Server> {
-  const child = new Deno.Command(cmd[0], {
-    args: cmd[1],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const pid = child.pid;
-  live.add(pid);
-  const exited = child.status.then((s) => {
-    live.delete(pid);
-    return s;
-  });
-  let log = "";
+  const ports = new Set<number>();
   let onReady: ((port: number) => void) | undefined;
   const ready = new Promise<number>((resolve) => onReady = resolve);
-  // Keep draining stderr for the server's whole life so that it never blocks.
-  void readLines(child.stderr, (line) => {
-    if (log.length < 64 * 1024) log += `${line}\n`;
-    const match = /listening on (\S+):(\d+)/.exec(line);
-    if (match) {
-      onReady?.(Number(match[2]));
+  const proc = startProc(cmd, {
+    onLine: (line) => {
+      const match = /listening on (\S+):(\d+)/.exec(line);
+      if (!match) return;
+      const port = Number(match[2]);
+      ports.add(port);
+      onReady?.(port);
       onReady = undefined;
-    }
-  }).catch(() => {});
+    },
+  });
   let timer: ReturnType<typeof setTimeout> | undefined;
   const outcome = await Promise.race([
     ready.then((port) => ({ port })),
-    exited.then((status) => ({ status })),
+    proc.exited.then((status) => ({ status })),
     new Promise<{ timeout: true }>((resolve) => {
       timer = setTimeout(() => resolve({ timeout: true }), READY_TIMEOUT_MS);
     }),
   ]);
   clearTimeout(timer);
-  const server: Server = { child, pid, port: 0, log: () => log, exited };
-  if ("port" in outcome) return { ...server, port: outcome.port };
-  if ("timeout" in outcome) await stopServer(server);
-  else await sleep(50); // Let the last stderr lines arrive.
-  throw new Error(
+  if ("port" in outcome) return { ...proc, port: outcome.port, ports };
+  const status = "status" in outcome ? outcome.status : await stopProc(proc);
+  await proc.exited; // Its last lines.
+  const log = proc.log() + ("timeout" in outcome ? "(not ready in time)\n" : "");
+  throw new StartError(
     `${cmd[0]} ${cmd[1].join(" ")}: ${
-      "status" in outcome ? `exited ${outcome.status.code}` : "not ready in time"
+      "status" in outcome ? `exited ${status.code}` : "not ready in time"
     }: ${log.trim().split("\n").slice(-3).join(" | ") || "(no output)"}`,
+    status,
+    log,
   );
 }
 
 /** SIGTERM by pid, then SIGKILL if it is still there after the grace period. */
-export async function stopServer(server: Server): Promise<Deno.CommandStatus> {
-  try {
-    Deno.kill(server.pid, "SIGTERM");
-  } catch {
-    // Already gone.
-  }
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const status = await Promise.race([
-    server.exited,
-    new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), STOP_TIMEOUT_MS)),
-  ]);
-  clearTimeout(timer);
-  if (status !== null) return status;
-  try {
-    Deno.kill(server.pid, "SIGKILL");
-  } catch {
-    // Already gone.
-  }
-  return await server.exited;
+export function stopServer(server: Server): Promise<Deno.CommandStatus> {
+  return stopProc(server);
 }
 
 /** The median of some numbers (the mean of the middle two for an even count). */

@@ -37,17 +37,19 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
   BUN,
   type CoreTimes,
   coreTimes,
   diffTimes,
+  exitUsage,
   fmt,
   killLive,
+  list,
   live,
   machineBusySeconds,
   median,
+  parseFlags,
   pinned,
   procCpu,
   readLines,
@@ -167,40 +169,25 @@ interface Options {
 }
 
 function usage(message: string): never {
-  console.error(`agent: ${message}\n${USAGE}`);
-  Deno.exit(2);
-}
-
-function list(text: string): string[] {
-  return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  return exitUsage("agent", USAGE, message);
 }
 
 function parseOptions(argv: string[]): Options {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        runtime: { type: "string", default: "deno,bun" },
-        cells: { type: "string", default: "headline,d1,c64,2x,echo,n2,half" },
-        seconds: { type: "string", default: "3" },
-        warmup: { type: "string", default: "1" },
-        repeats: { type: "string", default: "3" },
-        retries: { type: "string", default: "2" },
-        "wait-idle": { type: "string", default: "20" },
-        json: { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }));
-  } catch (err) {
-    usage(err instanceof Error ? err.message : String(err));
-  }
-  if (values.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
+  const values = parseFlags("agent", USAGE, {
+    args: argv,
+    allowPositionals: false,
+    options: {
+      runtime: { type: "string", default: "deno,bun" },
+      cells: { type: "string", default: "headline,d1,c64,2x,echo,n2,half" },
+      seconds: { type: "string", default: "3" },
+      warmup: { type: "string", default: "1" },
+      repeats: { type: "string", default: "3" },
+      retries: { type: "string", default: "2" },
+      "wait-idle": { type: "string", default: "20" },
+      json: { type: "string" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
   const runtimes = list(values.runtime);
   for (const r of runtimes) if (r !== "deno" && r !== "bun") usage(`unknown runtime "${r}"`);
   const ids = new Set(list(values.cells));

@@ -57,7 +57,24 @@
  */
 
 import process from "node:process";
-import { parseArgs } from "node:util";
+import {
+  BUN,
+  coreTimes,
+  cpuSeconds,
+  DENO,
+  exitUsage,
+  list,
+  live,
+  parseFlags,
+  type Proc,
+  ROOT,
+  type Runtime,
+  sleep,
+  startProc,
+  startServer,
+  stopProc,
+  waitIdle,
+} from "./_bench.ts";
 
 const USAGE = `Usage: e2e.ts [--runtime deno,bun] [--workers 1[,2]] [-c 50,200] [--reps 3]
               [--seconds 10] [--warmup 2] [--wrk-threads 2] [--maxconn 100]
@@ -65,9 +82,6 @@ const USAGE = `Usage: e2e.ts [--runtime deno,bun] [--workers 1[,2]] [-c 50,200] 
               [--agent-arg <arg>]... [--wait-idle <seconds>] [--retries 1] [--budget 300]
               [--json <file>]`;
 
-const ROOT = new URL("../", import.meta.url).pathname;
-const DENO = "node_modules/deno/deno";
-const BUN = "node_modules/bun/bin/bun.exe";
 /** The agent's permissions under Deno, as `deno task start`. */
 const DENO_AGENT_FLAGS = ["--allow-net", "--allow-read=lib"];
 const ALONE_CFG = "bench/e2e/alone.cfg";
@@ -77,7 +91,6 @@ const SHIPPED_CFG = "haproxy/haproxy-request.cfg";
 const SHIPPED_SPOE = "haproxy/spoe-iprep-request.conf";
 const LUA = "bench/e2e/status.lua";
 const START_TIMEOUT_MS = 15_000;
-const STOP_TIMEOUT_MS = 6_000;
 /** The CPU window skips this much of the measured run's start (connections opening)... */
 const WINDOW_SKIP_MS = 1_000;
 /** ...and stops this long before its planned end. */
@@ -86,8 +99,6 @@ const WINDOW_TAIL_MS = 500;
 const OTHER_CPU_WARN_PCT = 15;
 /** With --wait-idle, the busy CPU (% of one core) under which the machine counts as idle. */
 const IDLE_PCT = 20;
-
-type Runtime = "deno" | "bun";
 
 interface Options {
   runtimes: Runtime[];
@@ -111,50 +122,35 @@ interface Options {
 }
 
 function usage(message: string): never {
-  console.error(`e2e: ${message}\n${USAGE}`);
-  Deno.exit(2);
-}
-
-function list(text: string): string[] {
-  return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  return exitUsage("e2e", USAGE, message);
 }
 
 function parseOptions(argv: string[]): Options {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        runtime: { type: "string", default: "deno,bun" },
-        workers: { type: "string", default: "1" },
-        connections: { type: "string", short: "c", default: "50,200" },
-        reps: { type: "string", default: "3" },
-        seconds: { type: "string", default: "10" },
-        warmup: { type: "string", default: "2" },
-        "wrk-threads": { type: "string", default: "2" },
-        maxconn: { type: "string", default: "100" },
-        "timeout-processing": { type: "string", default: "1s" },
-        shipped: { type: "boolean", default: false },
-        lua: { type: "boolean", default: false },
-        "no-alone": { type: "boolean", default: false },
-        nbthread: { type: "string" },
-        "agent-arg": { type: "string", multiple: true, default: [] },
-        "wait-idle": { type: "string", default: "0" },
-        retries: { type: "string", default: "1" },
-        budget: { type: "string", default: "300" },
-        json: { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }));
-  } catch (err) {
-    usage(err instanceof Error ? err.message : String(err));
-  }
-  if (values.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
+  const values = parseFlags("e2e", USAGE, {
+    args: argv,
+    allowPositionals: false,
+    options: {
+      runtime: { type: "string", default: "deno,bun" },
+      workers: { type: "string", default: "1" },
+      connections: { type: "string", short: "c", default: "50,200" },
+      reps: { type: "string", default: "3" },
+      seconds: { type: "string", default: "10" },
+      warmup: { type: "string", default: "2" },
+      "wrk-threads": { type: "string", default: "2" },
+      maxconn: { type: "string", default: "100" },
+      "timeout-processing": { type: "string", default: "1s" },
+      shipped: { type: "boolean", default: false },
+      lua: { type: "boolean", default: false },
+      "no-alone": { type: "boolean", default: false },
+      nbthread: { type: "string" },
+      "agent-arg": { type: "string", multiple: true, default: [] },
+      "wait-idle": { type: "string", default: "0" },
+      retries: { type: "string", default: "1" },
+      budget: { type: "string", default: "300" },
+      json: { type: "string" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
   const int = (name: string, text: string, min: number): number => {
     const n = Number(text);
     if (!Number.isInteger(n) || n < min) usage(`--${name} must be an integer >= ${min}`);
@@ -199,108 +195,6 @@ function parseOptions(argv: string[]): Options {
 
 // ---------------------------------------------------------------- processes
 
-/** Children still running, to kill (by PID) on Ctrl-C. */
-const live = new Set<number>();
-Deno.addSignalListener("SIGINT", () => {
-  for (const pid of live) {
-    try {
-      Deno.kill(pid, "SIGKILL");
-    } catch {
-      // Already gone.
-    }
-  }
-  Deno.exit(130);
-});
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Calls `onLine` for each line of a byte stream; resolves at its end. */
-async function readLines(
-  stream: ReadableStream<Uint8Array>,
-  onLine: (line: string) => void,
-): Promise<void> {
-  let rest = "";
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-    rest += text;
-    let nl;
-    while ((nl = rest.indexOf("\n")) >= 0) {
-      onLine(rest.slice(0, nl));
-      rest = rest.slice(nl + 1);
-    }
-  }
-  if (rest !== "") onLine(rest);
-}
-
-/** A started child whose stderr (and stdout) are drained for its whole life. */
-interface Proc {
-  pid: number;
-  /** Output so far (capped at 64 KiB). */
-  log: () => string;
-  exited: Promise<Deno.CommandStatus>;
-  /** Whether it has exited. */
-  done: () => boolean;
-}
-
-function start(
-  cmd: string,
-  args: string[],
-  env: Record<string, string> = {},
-  onLine?: (line: string) => void,
-): Proc {
-  const child = new Deno.Command(cmd, {
-    args,
-    cwd: ROOT,
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const pid = child.pid;
-  live.add(pid);
-  let finished = false;
-  let log = "";
-  const take = (line: string) => {
-    if (log.length < 64 * 1024) log += `${line}\n`;
-    onLine?.(line);
-  };
-  const drained = Promise.all([
-    readLines(child.stdout, take).catch(() => {}),
-    readLines(child.stderr, take).catch(() => {}),
-  ]);
-  const exited = child.status.then(async (s) => {
-    live.delete(pid);
-    finished = true;
-    await drained;
-    return s;
-  });
-  return { pid, log: () => log, exited, done: () => finished };
-}
-
-/** `signal` by PID, then SIGKILL if it is still there after the grace period. */
-async function stop(proc: Proc, signal: Deno.Signal): Promise<Deno.CommandStatus> {
-  if (!proc.done()) {
-    try {
-      Deno.kill(proc.pid, signal);
-    } catch {
-      // Already gone.
-    }
-  }
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const status = await Promise.race([
-    proc.exited,
-    new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), STOP_TIMEOUT_MS)),
-  ]);
-  clearTimeout(timer);
-  if (status !== null) return status;
-  console.error(`e2e: ${proc.pid} ignored ${signal}; sending SIGKILL`);
-  try {
-    Deno.kill(proc.pid, "SIGKILL");
-  } catch {
-    // Already gone.
-  }
-  return await proc.exited;
-}
-
 /** A free TCP port on 127.0.0.1 (bound, then released). */
 function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -337,39 +231,12 @@ function requireTool(cmd: string, args: string[], hint: string): string {
 
 // ---------------------------------------------------------------- CPU from /proc
 
-let clockTicks = 100;
-try {
-  const out = await new Deno.Command("getconf", { args: ["CLK_TCK"], stderr: "null" }).output();
-  const n = Number(new TextDecoder().decode(out.stdout).trim());
-  if (out.success && Number.isInteger(n) && n > 0) clockTicks = n;
-} catch {
-  // No getconf: Linux's USER_HZ is 100.
-}
-
-/** CPU seconds (user + system, all threads) of a process so far; NaN once it is gone. */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    // Fields after "pid (comm) ": state is field 3, utime 14, stime 15.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / clockTicks;
-  } catch {
-    return NaN;
-  }
-}
-
 /** The machine's busy and softirq CPU seconds so far (all cores), from /proc/stat. */
 function machineSeconds(): { busy: number; softirq: number } {
-  const line = Deno.readTextFileSync("/proc/stat").split("\n", 1)[0]!;
-  // cpu user nice system idle iowait irq softirq steal ...
-  const f = line.trim().split(/\s+/).slice(1).map(Number);
   // Without IRQ time accounting, ticks spent in (soft)irq context are charged
   // to both /proc/stat's irq/softirq and the interrupted task's stime.
-  return {
-    busy: (f[0]! + f[1]! + f[2]! + f[5]! + f[6]!) / clockTicks,
-    softirq: (f[5]! + f[6]!) / clockTicks,
-  };
+  const t = coreTimes().all;
+  return { busy: t.user + t.system + t.irq + t.softirq, softirq: t.irq + t.softirq };
 }
 
 interface CpuSample {
@@ -394,17 +261,6 @@ function sampleCpu(haproxy: number, agent: number | undefined, wrk: number): Cpu
     busy: machine.busy,
     softirq: machine.softirq,
   };
-}
-
-/** Waits until the machine's busy CPU stays under IDLE_PCT of one core, for at most `seconds`. */
-async function waitIdle(seconds: number): Promise<boolean> {
-  const deadline = performance.now() + seconds * 1000;
-  for (;;) {
-    const b0 = machineSeconds().busy;
-    await sleep(500);
-    if ((machineSeconds().busy - b0) / 0.5 * 100 < IDLE_PCT) return true;
-    if (performance.now() >= deadline) return false;
-  }
 }
 
 // ---------------------------------------------------------------- the stack
@@ -438,30 +294,12 @@ interface Stats {
 
 async function startAgent(variant: Variant, opts: Options): Promise<{ proc: Proc; port: number }> {
   const args = ["-p", "0", "-a", "127.0.0.1", "-n", String(variant.workers), ...opts.agentArgs];
-  let onReady: ((port: number) => void) | undefined;
-  const ready = new Promise<number>((resolve) => onReady = resolve);
-  const onLine = (line: string) => {
-    const match = /listening on (\S+):(\d+)/.exec(line);
-    if (match) {
-      onReady?.(Number(match[2]));
-      onReady = undefined;
-    }
-  };
-  const proc = variant.runtime === "deno"
-    ? start(DENO, ["run", ...DENO_AGENT_FLAGS, "main.ts", ...args], {}, onLine)
-    : start(BUN, ["main.ts", ...args], {}, onLine);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const outcome = await Promise.race([
-    ready,
-    proc.exited.then(() => "exited" as const),
-    new Promise<"timeout">((resolve) =>
-      timer = setTimeout(() => resolve("timeout"), START_TIMEOUT_MS)
-    ),
-  ]);
-  clearTimeout(timer);
-  if (typeof outcome === "number") return { proc, port: outcome };
-  await stop(proc, "SIGKILL");
-  throw new Error(`agent ${outcome === "exited" ? "exited" : "not ready in time"}:\n${proc.log()}`);
+  const server = await startServer(
+    variant.runtime === "deno"
+      ? [DENO, ["run", ...DENO_AGENT_FLAGS, "main.ts", ...args]]
+      : [BUN, ["main.ts", ...args]],
+  );
+  return { proc: server, port: server.port };
 }
 
 async function startStack(variant: Variant, opts: Options): Promise<Stack> {
@@ -486,7 +324,10 @@ async function startStack(variant: Variant, opts: Options): Promise<Stack> {
     AGENT_MAXCONN: String(opts.maxconn),
     SPOE_TIMEOUT_PROCESSING: opts.timeoutProcessing,
   };
-  const haproxy = start("haproxy", ["-db", "-f", config, "-f", `${dir}/e2e-extra.cfg`], env);
+  const haproxy = startProc(["haproxy", ["-db", "-f", config, "-f", `${dir}/e2e-extra.cfg`]], {
+    env,
+    stdout: true,
+  });
   const stack: Stack = { haproxy, port, statsPort, dir, ...(agent ? { agent: agent.proc } : {}) };
   try {
     await waitForPort(port, haproxy, "HAProxy");
@@ -510,9 +351,9 @@ async function startStack(variant: Variant, opts: Options): Promise<Stack> {
 /** Stops HAProxy, then the agent (SIGTERM: it drains), by PID; returns problems. */
 async function stopStack(stack: Stack): Promise<string[]> {
   const problems: string[] = [];
-  await stop(stack.haproxy, "SIGTERM");
+  await stopProc(stack.haproxy, "SIGTERM");
   if (stack.agent !== undefined) {
-    const status = await stop(stack.agent, "SIGTERM");
+    const status = await stopProc(stack.agent, "SIGTERM");
     if (status.code !== 0) {
       problems.push(`agent stopped with ${status.signal ?? `exit ${status.code}`}`);
     }
@@ -596,7 +437,7 @@ function wrkArgs(opts: Options, connections: number, seconds: number, stack: Sta
 
 /** Starts wrk; `output` resolves with what it printed, and rejects when it failed. */
 function startWrk(args: string[], limitMs: number): { proc: Proc; output: Promise<string> } {
-  const proc = start("wrk", args);
+  const proc = startProc(["wrk", args], { stdout: true });
   const timer = setTimeout(() => {
     try {
       Deno.kill(proc.pid, "SIGKILL");
@@ -777,7 +618,7 @@ const notes: string[] = [];
 let failed = false;
 for (let rep = 1; rep <= opts.reps; rep++) {
   for (const variant of variants) {
-    if (opts.waitIdle > 0 && !await waitIdle(opts.waitIdle)) {
+    if (opts.waitIdle > 0 && !await waitIdle(opts.waitIdle, IDLE_PCT, 0.5)) {
       console.error(`e2e:   the machine is still busy after ${opts.waitIdle} s; going on`);
     }
     let stack: Stack;
@@ -807,7 +648,7 @@ for (let rep = 1; rep <= opts.reps; rep++) {
             `e2e: ${variant.label} rep ${rep} c=${connections}: other processes used ` +
               `${fmt(run.otherCpu, 0)} % of a core; measuring again (${retry}/${opts.retries})`,
           );
-          if (opts.waitIdle > 0) await waitIdle(opts.waitIdle);
+          if (opts.waitIdle > 0) await waitIdle(opts.waitIdle, IDLE_PCT, 0.5);
           const again = await measure(stack, variant, rep, connections, opts);
           if (again.otherCpu < run.otherCpu) run = again;
         }

@@ -28,15 +28,16 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { FrameScanner, FrameType, FrameWriter, writeHaproxyHello } from "../lib/spop.ts";
 import {
   BUN_BINARY,
   DENO,
+  exitUsage,
   fmt,
   killLive,
   live,
   median,
+  parseFlags,
   ROOT,
   rssBytes,
   type Server,
@@ -72,34 +73,23 @@ interface Options {
 }
 
 function usage(message: string): never {
-  console.error(`memory: ${message}\n${USAGE}`);
-  Deno.exit(2);
+  return exitUsage("memory", USAGE, message);
 }
 
 function parseOptions(argv: string[]): Options {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        runtime: { type: "string", default: TARGETS.join(",") },
-        connections: { type: "string", default: "1000" },
-        "rss-runs": { type: "string", default: "3" },
-        starts: { type: "string", default: "10" },
-        rebuild: { type: "boolean", default: false },
-        "wait-idle": { type: "string", default: "10" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }));
-  } catch (err) {
-    usage(err instanceof Error ? err.message : String(err));
-  }
-  if (values.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
+  const values = parseFlags("memory", USAGE, {
+    args: argv,
+    allowPositionals: false,
+    options: {
+      runtime: { type: "string", default: TARGETS.join(",") },
+      connections: { type: "string", default: "1000" },
+      "rss-runs": { type: "string", default: "3" },
+      starts: { type: "string", default: "10" },
+      rebuild: { type: "boolean", default: false },
+      "wait-idle": { type: "string", default: "10" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
   const targets = values.runtime.split(",").map((s) => s.trim()).filter((s) => s !== "");
   for (const t of targets) if (!TARGETS.includes(t as Target)) usage(`unknown runtime "${t}"`);
   const int = (name: string, text: string, min: number): number => {
@@ -277,7 +267,15 @@ async function startRun(target: Target): Promise<StartRun> {
   });
   let gone = false;
   void exited.then(() => gone = true);
-  const server: Server = { child, pid: child.pid, port, log: () => "", exited };
+  const server: Server = {
+    child,
+    pid: child.pid,
+    port,
+    ports: new Set([port]),
+    log: () => "",
+    exited,
+    done: () => gone,
+  };
   try {
     let conn: Deno.TcpConn | undefined;
     while (conn === undefined) {

@@ -27,28 +27,39 @@
  */
 
 import process from "node:process";
-import { parseArgs } from "node:util";
+import {
+  BUN,
+  cpuSeconds,
+  DENO,
+  exitUsage,
+  fmt,
+  list,
+  live,
+  machineBusySeconds,
+  parseFlags,
+  rssBytes,
+  type Runtime,
+  type Server,
+  StartError,
+  startProc,
+  startServer,
+  stopServer,
+  waitIdle,
+} from "./_bench.ts";
 
 const USAGE =
   `Usage: pool.ts [--runtime deno,bun] [--dispatch reuseport,streams,none] [--workers 1,2,4]
                [--seconds 4] [--warmup 1] [-c 16] [-d 16] [--ids 3x|2x] [--agent main.ts]
                [--deno-flag <flag>]... [--wait-idle <seconds>]`;
 
-const ROOT = new URL("../", import.meta.url).pathname;
-const DENO = "node_modules/deno/deno";
-const BUN = "node_modules/bun/bin/bun.exe";
 const LOAD = "bench/load.ts";
 /** Permissions of the agent under Deno; `--deno-flag` adds more. */
 const DENO_AGENT_FLAGS = ["--allow-net", "--allow-read", "--allow-env"];
-const READY_TIMEOUT_MS = 15_000;
-const STOP_TIMEOUT_MS = 6_000;
 const RSS_SAMPLE_MS = 100;
 /** Above this much CPU (% of one core) used by others during a window, the cell gets a note. */
 const OTHER_CPU_WARN_PCT = 15;
 /** With --wait-idle, the busy CPU (% of one core) under which the machine counts as idle. */
 const IDLE_PCT = 20;
-
-type Runtime = "deno" | "bun";
 
 interface Options {
   runtimes: Runtime[];
@@ -65,43 +76,28 @@ interface Options {
 }
 
 function usage(message: string): never {
-  console.error(`pool: ${message}\n${USAGE}`);
-  Deno.exit(2);
-}
-
-function list(text: string): string[] {
-  return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  return exitUsage("pool", USAGE, message);
 }
 
 function parseOptions(argv: string[]): Options {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        runtime: { type: "string", default: "deno,bun" },
-        dispatch: { type: "string", default: "reuseport,streams" },
-        workers: { type: "string", default: "1,2,4" },
-        seconds: { type: "string", default: "4" },
-        warmup: { type: "string", default: "1" },
-        connections: { type: "string", short: "c", default: "16" },
-        depth: { type: "string", short: "d", default: "16" },
-        ids: { type: "string", default: "3x" },
-        agent: { type: "string", default: "main.ts" },
-        "deno-flag": { type: "string", multiple: true, default: [] },
-        "wait-idle": { type: "string", default: "0" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }));
-  } catch (err) {
-    usage(err instanceof Error ? err.message : String(err));
-  }
-  if (values.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
+  const values = parseFlags("pool", USAGE, {
+    args: argv,
+    allowPositionals: false,
+    options: {
+      runtime: { type: "string", default: "deno,bun" },
+      dispatch: { type: "string", default: "reuseport,streams" },
+      workers: { type: "string", default: "1,2,4" },
+      seconds: { type: "string", default: "4" },
+      warmup: { type: "string", default: "1" },
+      connections: { type: "string", short: "c", default: "16" },
+      depth: { type: "string", short: "d", default: "16" },
+      ids: { type: "string", default: "3x" },
+      agent: { type: "string", default: "main.ts" },
+      "deno-flag": { type: "string", multiple: true, default: [] },
+      "wait-idle": { type: "string", default: "0" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
   const runtimes = list(values.runtime);
   for (const r of runtimes) if (r !== "deno" && r !== "bun") usage(`unknown runtime "${r}"`);
   const dispatches = list(values.dispatch);
@@ -134,100 +130,7 @@ function parseOptions(argv: string[]): Options {
   };
 }
 
-/** Calls `onLine` for each line of a byte stream; resolves at its end. */
-async function readLines(
-  stream: ReadableStream<Uint8Array>,
-  onLine: (line: string) => void,
-): Promise<void> {
-  let rest = "";
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-    rest += text;
-    let nl;
-    while ((nl = rest.indexOf("\n")) >= 0) {
-      onLine(rest.slice(0, nl));
-      rest = rest.slice(nl + 1);
-    }
-  }
-  if (rest !== "") onLine(rest);
-}
-
-let clockTicks = 100;
-try {
-  const out = await new Deno.Command("getconf", { args: ["CLK_TCK"], stderr: "null" }).output();
-  const n = Number(new TextDecoder().decode(out.stdout).trim());
-  if (out.success && Number.isInteger(n) && n > 0) clockTicks = n;
-} catch {
-  // No getconf: Linux's USER_HZ is 100.
-}
-
-/** CPU seconds (user + system, all threads) of a process so far. */
-function cpuSeconds(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  // Fields after "pid (comm) ": state is field 3, utime 14, stime 15.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
-}
-
-/**
- * CPU seconds that tasks of the whole machine ran (user + nice + system, all
- * cores), from /proc/stat. Interrupt time (loopback traffic is mostly softirq)
- * is left out: the kernel charges it to no process.
- */
-function machineBusySeconds(): number {
-  const line = Deno.readTextFileSync("/proc/stat").split("\n", 1)[0]!;
-  // cpu user nice system idle iowait irq softirq steal ...
-  const f = line.trim().split(/\s+/).slice(1).map(Number);
-  return (f[0]! + f[1]! + f[2]!) / clockTicks;
-}
-
-/** VmRSS of a process in bytes. */
-function rssBytes(pid: number): number {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  const match = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status);
-  return match ? Number(match[1]) * 1024 : 0;
-}
-
-/** Children still running, to kill (by pid) on Ctrl-C. */
-const live = new Set<number>();
-Deno.addSignalListener("SIGINT", () => {
-  for (const pid of live) {
-    try {
-      Deno.kill(pid, "SIGKILL");
-    } catch {
-      // Already gone.
-    }
-  }
-  Deno.exit(130);
-});
-
-/**
- * Waits until the machine's busy CPU over half a second stays under
- * IDLE_PCT of one core, for at most `seconds`.
- *
- * @returns Whether the machine was idle.
- */
-async function waitIdle(seconds: number): Promise<boolean> {
-  const deadline = performance.now() + seconds * 1000;
-  for (;;) {
-    const b0 = machineBusySeconds();
-    await sleep(500);
-    if ((machineBusySeconds() - b0) / 0.5 * 100 < IDLE_PCT) return true;
-    if (performance.now() >= deadline) return false;
-  }
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-interface Agent {
-  child: Deno.ChildProcess;
-  pid: number;
-  port: number;
-  /** stderr so far (capped). */
-  log: () => string;
-  /** Every port the agent said it listens on. */
-  ports: Set<number>;
-  exited: Promise<Deno.CommandStatus>;
-}
+type Agent = Server;
 
 type Started = { agent: Agent } | { exited: Deno.CommandStatus; log: string };
 
@@ -239,76 +142,12 @@ function agentCommand(runtime: Runtime, args: string[], opts: Options): [string,
 
 /** Starts the agent and waits for "listening on HOST:PORT", or for its exit. */
 async function startAgent(runtime: Runtime, args: string[], opts: Options): Promise<Started> {
-  const [cmd, cmdArgs] = agentCommand(runtime, args, opts);
-  const child = new Deno.Command(cmd, {
-    args: cmdArgs,
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const pid = child.pid;
-  live.add(pid);
-  const exited = child.status.then((s) => {
-    live.delete(pid);
-    return s;
-  });
-  let log = "";
-  const ports = new Set<number>();
-  let onReady: ((port: number) => void) | undefined;
-  const ready = new Promise<number>((resolve) => onReady = resolve);
-  // Keep draining stderr for the agent's whole life so that it never blocks.
-  void readLines(child.stderr, (line) => {
-    if (log.length < 64 * 1024) log += `${line}\n`;
-    const match = /listening on (\S+):(\d+)/.exec(line);
-    if (match) {
-      const port = Number(match[2]);
-      ports.add(port);
-      onReady?.(port);
-      onReady = undefined;
-    }
-  }).catch(() => {});
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const outcome = await Promise.race([
-    ready.then((port) => ({ port })),
-    exited.then((status) => ({ status })),
-    new Promise<{ timeout: true }>((resolve) => {
-      timer = setTimeout(() => resolve({ timeout: true }), READY_TIMEOUT_MS);
-    }),
-  ]);
-  clearTimeout(timer);
-  if ("port" in outcome) {
-    return { agent: { child, pid, port: outcome.port, log: () => log, ports, exited } };
-  }
-  if ("status" in outcome) {
-    await sleep(50); // Let the last stderr lines arrive.
-    return { exited: outcome.status, log };
-  }
-  await stopAgent({ child, pid, port: 0, log: () => log, ports, exited });
-  return { exited: { success: false, code: -1, signal: null }, log: `${log}(not ready in time)\n` };
-}
-
-/** SIGTERM by pid, then SIGKILL if it is still there after the grace period. */
-async function stopAgent(agent: Agent): Promise<Deno.CommandStatus> {
   try {
-    Deno.kill(agent.pid, "SIGTERM");
-  } catch {
-    // Already gone.
+    return { agent: await startServer(agentCommand(runtime, args, opts)) };
+  } catch (err) {
+    if (!(err instanceof StartError)) throw err;
+    return { exited: err.status, log: err.log };
   }
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const status = await Promise.race([
-    agent.exited,
-    new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), STOP_TIMEOUT_MS)),
-  ]);
-  clearTimeout(timer);
-  if (status !== null) return status;
-  console.error(`pool: agent ${agent.pid} ignored SIGTERM; sending SIGKILL`);
-  try {
-    Deno.kill(agent.pid, "SIGKILL");
-  } catch {
-    // Already gone.
-  }
-  return await agent.exited;
 }
 
 interface LoadResult {
@@ -339,28 +178,29 @@ interface Cell {
 
 /** Runs the load generator against `agent`, sampling the agent over the measured window. */
 async function measure(agent: Agent, opts: Options, cell: Cell): Promise<void> {
-  const child = new Deno.Command(BUN, {
-    args: [
-      LOAD,
-      "--port",
-      String(agent.port),
-      "-c",
-      String(opts.connections),
-      "-d",
-      String(opts.depth),
-      "--seconds",
-      String(opts.seconds),
-      "--warmup",
-      String(opts.warmup),
-      "--ids",
-      opts.ids,
-    ],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  live.add(child.pid);
+  let stdout = "";
+  const load = startProc([BUN, [
+    LOAD,
+    "--port",
+    String(agent.port),
+    "-c",
+    String(opts.connections),
+    "-d",
+    String(opts.depth),
+    "--seconds",
+    String(opts.seconds),
+    "--warmup",
+    String(opts.warmup),
+    "--ids",
+    opts.ids,
+  ]], {
+    stdout: true,
+    onLine: (line, stream) => {
+      if (stream === "stdout") {
+        if (line.trim() !== "") stdout = line;
+      } else onProgress(line);
+    },
+  });
   let cpu0 = 0;
   let busy0 = 0;
   let self0 = process.cpuUsage();
@@ -375,7 +215,7 @@ async function measure(agent: Agent, opts: Options, cell: Cell): Promise<void> {
       // The agent died; the cell reports it.
     }
   };
-  const stderrDone = readLines(child.stderr, (line) => {
+  function onProgress(line: string): void {
     if (line === "# measuring") {
       try {
         cpu0 = cpuSeconds(agent.pid);
@@ -408,15 +248,9 @@ async function measure(agent: Agent, opts: Options, cell: Cell): Promise<void> {
     } else if (line !== "") {
       loadLog += `${line}\n`;
     }
-  });
-  let stdout = "";
-  const stdoutDone = readLines(child.stdout, (line) => {
-    if (line.trim() !== "") stdout = line;
-  });
-  const status = await child.status;
-  live.delete(child.pid);
+  }
+  const status = await load.exited;
   clearInterval(sampler);
-  await Promise.all([stderrDone, stdoutDone]);
   try {
     cell.load = JSON.parse(stdout) as LoadResult;
   } catch {
@@ -443,7 +277,7 @@ for (const runtime of opts.runtimes) {
       if (dispatch !== undefined) args.push("--dispatch", dispatch);
       const cell: Cell = { runtime, dispatch: dispatch ?? "(none)", workers };
       console.error(`pool: ${runtime} ${cell.dispatch} -n ${workers} ...`);
-      if (opts.waitIdle > 0 && !await waitIdle(opts.waitIdle)) {
+      if (opts.waitIdle > 0 && !await waitIdle(opts.waitIdle, IDLE_PCT, 0.5)) {
         console.error(`pool:   the machine is still busy after ${opts.waitIdle} s; going on`);
       }
       const started = await startAgent(runtime, args, opts);
@@ -478,7 +312,7 @@ async function runCell(agent: Agent, cell: Cell): Promise<void> {
   try {
     await measure(agent, opts, cell);
   } finally {
-    const status = await stopAgent(agent);
+    const status = await stopServer(agent);
     if (status.code !== 0) {
       const why = status.signal === null ? `exit ${status.code}` : `signal ${status.signal}`;
       cell.problem = [cell.problem, `agent stopped with ${why}`].filter(Boolean).join("; ");
@@ -503,13 +337,6 @@ async function runCell(agent: Agent, cell: Cell): Promise<void> {
 
 function firstLine(text: string): string {
   return text.split("\n").find((l) => l.trim() !== "")?.trim() ?? "(no output)";
-}
-
-function fmt(value: number | undefined, digits: number): string {
-  return value === undefined ? "—" : value.toLocaleString("en-US", {
-    minimumFractionDigits: digits,
-    maximumFractionDigits: digits,
-  });
 }
 
 /** CPU (% of one core) that processes other than ours used during the cell's window. */
