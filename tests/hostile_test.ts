@@ -469,6 +469,66 @@ test(
   },
 );
 
+/** Opens a TCP connection and resolves once the handshake is done (the kernel's, not the agent's). */
+function openSocket(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ port, host: "127.0.0.1" });
+    socket.once("connect", () => {
+      socket.off("error", reject);
+      socket.on("error", () => {}); // The reset we send ourselves.
+      resolve(socket);
+    });
+    socket.once("error", reject);
+  });
+}
+
+/**
+ * How many connections wait in the backlog, reset by their peers, in the
+ * test below (Deno's backlog holds 511). A pause per such connection in the
+ * accept loop (as there was: 50 ms) would hold the next good client for 20 s,
+ * or about 4 s with 5 workers sharing them.
+ */
+const RESET_IN_BACKLOG = 400;
+/** Hang guard for the good client's HELLO after them, under those 4 s. */
+const AFTER_RESETS_GUARD_MS = 3_000;
+
+for (const shape of SHAPES) {
+  test(
+    `connections reset before the agent accepts them (${shape.name}) do not hold up the next one`,
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      // HAProxy gives up on agent connections it queued (timeout hello); when
+      // the agent comes to accept them, the kernel hands over sockets whose
+      // peer is gone, and Deno's accept() fails with ENOTCONN for each.
+      const agent = await withAgent(shape.args, async (agent) => {
+        // Stopped, the agent accepts nothing: the connections wait in the
+        // listen backlog, where their peers reset them.
+        process.kill(agent.pid, "SIGSTOP");
+        try {
+          const sockets: net.Socket[] = [];
+          for (let i = 0; i < RESET_IN_BACKLOG; i++) sockets.push(await openSocket(agent.port));
+          for (const socket of sockets) socket.resetAndDestroy();
+          await sleep(100); // Let the resets land.
+        } finally {
+          process.kill(agent.pid, "SIGCONT");
+        }
+        const client = await SpopClient.connect(agent.port);
+        try {
+          await client.send(helloBytes());
+          const hello = await client.nextFrame(AFTER_RESETS_GUARD_MS);
+          assert.equal(hello.type, FrameType.AGENT_HELLO, "the next connection is served");
+          const ack = await client.notify(1, 1);
+          assert.equal(ack.type, FrameType.ACK);
+        } finally {
+          await client.close();
+        }
+      });
+      const exit = await agent.exited;
+      assert.deepEqual(badLines(exit.stderr), [], "nothing at warn/error level");
+    },
+  );
+}
+
 /** Soft and hard RLIMIT_NOFILE of this process. */
 function fileLimits(): { soft: number; hard: number } {
   const line = readFileSync("/proc/self/limits", "utf8").split("\n")

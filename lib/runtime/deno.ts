@@ -77,6 +77,7 @@ export const listenStreams: ListenStreams = (options, onConn) => {
         conn = await listener.accept();
       } catch (err) {
         if (state.closed || err instanceof Deno.errors.BadResource) return;
+        if (peerGone(err)) continue;
         await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
         continue;
       }
@@ -114,6 +115,19 @@ export const listenStreams: ListenStreams = (options, onConn) => {
   });
 };
 
+/**
+ * Whether an accept failed only for the connection being accepted: its peer
+ * reset it while it waited in the backlog (Deno then fails with ENOTCONN
+ * reading its address, or the kernel with ECONNABORTED). HAProxy does this
+ * to every agent connection it queued and gave up on, so such failures come
+ * in bursts, and waiting after each would stall the listener.
+ */
+function peerGone(err: unknown): boolean {
+  return err instanceof Deno.errors.NotConnected ||
+    err instanceof Deno.errors.ConnectionAborted ||
+    err instanceof Deno.errors.ConnectionReset;
+}
+
 function remoteOf(conn: Deno.TcpConn): string {
   const addr = conn.remoteAddr;
   return addr.hostname.includes(":")
@@ -132,9 +146,11 @@ async function acceptLoop(
       conn = await listener.accept();
     } catch (err) {
       if (state.closed || err instanceof Deno.errors.BadResource) return; // Closed.
-      // Out of descriptors (EMFILE, ENFILE) or an aborted connection: the
-      // listener still works, so wait a little and accept again. Returning
-      // would leave nothing pending, and Deno would exit with status 0.
+      // The peer gave up before we took its connection; the next is ready.
+      if (peerGone(err)) continue;
+      // Out of descriptors (EMFILE, ENFILE) or memory: the listener still
+      // works, so wait a little and accept again. Returning would leave
+      // nothing pending, and Deno would exit with status 0.
       await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
       continue;
     }
