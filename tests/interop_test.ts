@@ -372,6 +372,36 @@ test("interop: a -c pipelining agent answers 100 concurrent requests", async () 
   );
 });
 
+test("interop: a -c async agent takes HAProxy 2.6's async and answers 200 concurrent requests", async () => {
+  const seed = 11;
+  await withBoth(
+    ["-c", "async", "-d", "--seed", String(seed)],
+    (port) =>
+      startHaproxy({
+        config: "haproxy-request.cfg",
+        spoe: "spoe-iprep-request.conf",
+        agentPort: port,
+      }),
+    async (agent, h) => {
+      await warmUp(h);
+      // Each client address has a known score: with async, HAProxy may send a
+      // stream's NOTIFY on any of its connections, and each answer must still
+      // reach the stream that asked.
+      const ips = Array.from({ length: 200 }, (_, i) => loopback(i));
+      const responses = await Promise.all(ips.map((ip) => get(urlOf(h), ip)));
+      for (const [i, res] of responses.entries()) {
+        assert.doesNotMatch(res.text, /spoe_error/);
+        expectSeeded(res, seed, ips[i]!, (r) => r.status === 403);
+      }
+      assert.match(
+        agent.stderr,
+        /capabilities "pipelining,async".*agent answers 2\.0, \d+, "pipelining,async"/,
+      );
+      assertQuiet(agent);
+    },
+  );
+});
+
 test("interop: a -c fragmentation agent reassembles the fragmented NOTIFYs of HAProxy 2.6", async () => {
   // HAProxy 2.x splits a NOTIFY only when the payload exceeds the agent's
   // max-frame-size *as configured in the SPOE file* at encoding time, and only
