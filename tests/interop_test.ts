@@ -49,6 +49,15 @@ async function withBoth(
   }
 }
 
+/** HAProxy with the shipped per-request config (every request waits for a score). */
+function perRequest(agentPort: number): Promise<Haproxy> {
+  return startHaproxy({
+    config: "haproxy-request.cfg",
+    spoe: "spoe-iprep-request.conf",
+    agentPort,
+  });
+}
+
 function loopback(i: number): string {
   return `127.0.${Math.floor(i / 250)}.${2 + (i % 250)}`;
 }
@@ -161,12 +170,7 @@ test("interop: 200 concurrent requests are all scored per request, with no SPOE 
   const seed = 7;
   await withBoth(
     ["--seed", String(seed)],
-    (port) =>
-      startHaproxy({
-        config: "haproxy-request.cfg",
-        spoe: "spoe-iprep-request.conf",
-        agentPort: port,
-      }),
+    perRequest,
     async (agent, h) => {
       const ips = Array.from({ length: 200 }, (_, i) => loopback(i));
       await warmUp(h);
@@ -240,11 +244,7 @@ test("interop: scores come back after the agent restarts, without restarting HAP
   const port = agent.port;
   let h: Haproxy | undefined;
   try {
-    h = await startHaproxy({
-      config: "haproxy-request.cfg",
-      spoe: "spoe-iprep-request.conf",
-      agentPort: port,
-    });
+    h = await perRequest(port);
     const url = urlOf(h);
     const scored = async () => {
       const res = await get(url);
@@ -267,12 +267,7 @@ test("interop: scores come back after the agent restarts, without restarting HAP
 test("interop: HAProxy reloaded idle and under load, then stopped under load, leaves no error and no connection", async () => {
   await withBoth(
     ["-d"],
-    (port) =>
-      startHaproxy({
-        config: "haproxy-request.cfg",
-        spoe: "spoe-iprep-request.conf",
-        agentPort: port,
-      }),
+    perRequest,
     async (agent, first) => {
       let h = first;
       const url = urlOf(h);
@@ -311,12 +306,7 @@ test("interop: HAProxy reloaded idle and under load, then stopped under load, le
 test("interop: HAProxy stopped while idle leaves no error and no connection", async () => {
   await withBoth(
     [],
-    (port) =>
-      startHaproxy({
-        config: "haproxy-request.cfg",
-        spoe: "spoe-iprep-request.conf",
-        agentPort: port,
-      }),
+    perRequest,
     async (agent, h) => {
       const url = urlOf(h);
       await until(async () => scoreOf((await get(url)).text) !== undefined, "a first score");
@@ -355,12 +345,7 @@ test("interop: an IPv6 client gets its score", async () => {
 test("interop: a -c pipelining agent answers 100 concurrent requests", async () => {
   await withBoth(
     ["-c", "pipelining"],
-    (port) =>
-      startHaproxy({
-        config: "haproxy-request.cfg",
-        spoe: "spoe-iprep-request.conf",
-        agentPort: port,
-      }),
+    perRequest,
     async (agent, h) => {
       await warmUp(h);
       const responses = await Promise.all(Array.from({ length: 100 }, () => get(urlOf(h))));
@@ -376,12 +361,7 @@ test("interop: a -c async agent takes HAProxy 2.6's async and answers 200 concur
   const seed = 11;
   await withBoth(
     ["-c", "async", "-d", "--seed", String(seed)],
-    (port) =>
-      startHaproxy({
-        config: "haproxy-request.cfg",
-        spoe: "spoe-iprep-request.conf",
-        agentPort: port,
-      }),
+    perRequest,
     async (agent, h) => {
       await warmUp(h);
       // Each client address has a known score: with async, HAProxy may send a
