@@ -118,9 +118,9 @@ export const listenStreams: ListenStreams = (options, onConn) => {
 /**
  * Whether an accept failed only for the connection being accepted: its peer
  * reset it while it waited in the backlog (Deno then fails with ENOTCONN
- * reading its address, or the kernel with ECONNABORTED). HAProxy does this
- * to every agent connection it queued and gave up on, so such failures come
- * in bursts, and waiting after each would stall the listener.
+ * reading its address, or the kernel with ECONNABORTED). A HAProxy churning
+ * its agent connections causes them in bursts, and waiting after each would
+ * stall the listener while its backlog fills up.
  */
 function peerGone(err: unknown): boolean {
   return err instanceof Deno.errors.NotConnected ||
