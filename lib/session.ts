@@ -198,10 +198,7 @@ export class Session implements ConnHandler {
     this.#closed = new Promise((resolve) => this.#resolveClosed = resolve);
     this.#helloTimer = timers.setTimeout(() => {
       this.#helloTimer = undefined;
-      this.#disconnect(
-        Status.TIMEOUT,
-        `no HAPROXY-HELLO within ${options.helloTimeout} ms`,
-      );
+      this.#timeout(`no HAPROXY-HELLO within ${options.helloTimeout} ms`);
     }, options.helloTimeout);
   }
 
@@ -276,7 +273,7 @@ export class Session implements ConnHandler {
     const since = this.#partialSince;
     if (since < 0 || this.#readPaused || this.#state >= State.CLOSING) return;
     if (now - since >= this.#opts.frameTimeout) {
-      this.#disconnect(Status.TIMEOUT, `frame still incomplete after ${now - since} ms`);
+      this.#timeout(`frame still incomplete after ${now - since} ms`);
     }
   }
 
@@ -582,6 +579,18 @@ export class Session implements ConnHandler {
 
   #finishDrain(): void {
     this.#disconnect(Status.NORMAL, undefined);
+  }
+
+  /**
+   * Closes a peer that was too slow (status 2), with an info line: a scanner
+   * or a slowloris leaves a trace at the default level. There is at most one
+   * such line per connection, and a connection lives `helloTimeout` or
+   * `frameTimeout` first, so `--max-connections` bounds their rate.
+   */
+  #timeout(reason: string): void {
+    if (this.#state >= State.CLOSING) return;
+    this.#log.info(`${this.#conn.remote}: ${reason}; closing with status ${Status.TIMEOUT}`);
+    this.#disconnect(Status.TIMEOUT, reason);
   }
 
   #fail(err: unknown): void {

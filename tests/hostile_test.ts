@@ -54,6 +54,9 @@ const STATUSES = new Set<number>(Object.values(Status));
 const WARN_OR_ERROR = /^\S+ (?:warn|error) /;
 /** The one warn line hostile bytes may cause, naming the status sent. */
 const PROTOCOL_ERROR = / warn (?:\[[^\]]*\] )?protocol error, closing with status (\d+):/;
+/** The info line of a connection closed for being too slow. */
+const TIMEOUT_LINE =
+  / info (?:\[[^\]]*\] )?127\.0\.0\.1:\d+: (?:no HAPROXY-HELLO within|frame still incomplete after) \d+ ms; closing with status 2$/;
 /** The info line of a HAPROXY-DISCONNECT, which the agent echoes. */
 const PEER_DISCONNECT = / info (?:\[[^\]]*\] )?HAProxy disconnects: status (\d+) /;
 
@@ -369,7 +372,7 @@ for (const shape of SHAPES) {
       });
 
       // Every hostile connection logged at most its protocol error, at warn
-      // level; resets and timeouts logged nothing; nothing at error level.
+      // level (timeouts log at info, resets not at all); nothing at error level.
       const exit = await agent.exited;
       const bad = badLines(exit.stderr);
       const unexpected = bad.filter((line) => !PROTOCOL_ERROR.test(line));
@@ -603,6 +606,7 @@ for (const shape of SHAPES) {
             `the agent to close all ${PEERS} slow peers`,
             20_000,
           );
+          let timedOut = 0;
           for (const [i, { client, bytes }] of peers.entries()) {
             const frames: ReceivedFrame[] = [];
             while (client.pending > 0) frames.push(await client.nextFrame());
@@ -614,8 +618,14 @@ for (const shape of SHAPES) {
             if (last !== undefined) {
               assert.equal(last.type, FrameType.AGENT_DISCONNECT, `peer ${i}`);
               assert.equal(last.disconnect?.status, Status.TIMEOUT, `peer ${i}`);
+              timedOut++;
             }
           }
+          assert.ok(timedOut > 0, "peers were closed for being too slow (status 2)");
+          // Each timeout leaves one info line naming the peer.
+          const timeoutLines = () => agent.stderr.split("\n").filter((l) => TIMEOUT_LINE.test(l));
+          await until(() => timeoutLines().length >= timedOut, "a log line per timed-out peer");
+          assert.ok(timeoutLines().length <= PEERS, "at most one line per peer");
           await until(() => establishedTo(agent.port) === 0, "no connection left to the agent");
         } finally {
           clearInterval(trickle);

@@ -98,6 +98,12 @@ test("Session.expire() closes a connection stuck mid-frame with status 2", () =>
   h.session.expire(h.timers.now);
   const bye = h.conn.frames().filter((f) => f.type === FrameType.AGENT_DISCONNECT);
   assert.equal(bye[0]?.disconnect?.status, Status.TIMEOUT);
+  assert.deepEqual(linesAt(h.lines, "info"), [
+    "1970-01-01T00:00:00.000Z info 192.0.2.7:40000: frame still incomplete after 5000 ms; closing with status 2",
+  ]);
+  h.timers.now = 6000;
+  h.session.expire(h.timers.now);
+  assert.equal(linesAt(h.lines, "info").length, 1, "one line per connection");
 });
 
 test("Session.expire() leaves alone a connection whose frames complete, however slowly", () => {

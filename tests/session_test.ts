@@ -534,6 +534,9 @@ test("Session closes with status 2 when no HELLO comes within helloTimeout", asy
   assert.match(last.disconnect!.message, /1000 ms/);
   assert.equal(wire(h).length, 1);
   assertDeaf(h);
+  assert.deepEqual(linesAt(h.lines, "info"), [
+    "1970-01-01T00:00:00.000Z info 192.0.2.7:40000: no HAPROXY-HELLO within 1000 ms; closing with status 2",
+  ]);
 });
 
 test("Session times out a HELLO that arrives only in part", async () => {
