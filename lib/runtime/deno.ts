@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Accept, Conn, ConnHandler, Listen, Listener, ListenStreams } from "../conn.ts";
+import type { Conn, ConnHandler, Listen, Listener, ListenStreams } from "../conn.ts";
 
 /**
  * Bytes per read. Each idle connection holds one such buffer, so it is sized
@@ -37,22 +37,14 @@ export const listen: Listen = (options, accept) => {
     transport: "tcp",
     ...(options.reusePort ? { reusePort: true } : {}),
   });
-  const state = { closed: false };
-  void acceptLoop(listener, accept, state);
-  const addr = listener.addr as Deno.NetAddr;
-  const result: Listener = {
-    hostname: addr.hostname,
-    port: addr.port,
-    close: () => {
-      state.closed = true;
-      try {
-        listener.close();
-      } catch {
-        // Already closed.
-      }
-    },
-  };
-  return Promise.resolve(result);
+  return Promise.resolve(acceptEach(listener, (conn) => {
+    const wrapped = new DenoConn(conn);
+    try {
+      wrapped.start(accept(wrapped));
+    } catch {
+      wrapped.close();
+    }
+  }));
 };
 
 /**
@@ -69,51 +61,63 @@ export const listenStreams: ListenStreams = (options, onConn) => {
     port: options.port,
     transport: "tcp",
   });
-  const state = { closed: false };
+  return Promise.resolve(acceptEach(listener, (conn) => {
+    try {
+      conn.setNoDelay(true);
+    } catch {
+      // The peer may already be gone.
+    }
+    onConn({
+      remote: remoteOf(conn),
+      readable: conn.readable,
+      writable: conn.writable,
+      close: () => {
+        try {
+          conn.close();
+        } catch {
+          // Already closed.
+        }
+      },
+    });
+  }));
+};
+
+/**
+ * Accepts connections until the returned listener is closed, handing each
+ * to `onConn`. A failed accept never ends the loop (returning would leave
+ * nothing pending, and Deno would exit with status 0): the next connection
+ * is accepted at once when only the failed one was lost, after a short pause
+ * otherwise (out of descriptors or memory).
+ */
+function acceptEach(listener: Deno.TcpListener, onConn: (conn: Deno.TcpConn) => void): Listener {
+  let closed = false;
   void (async () => {
     for (;;) {
       let conn: Deno.TcpConn;
       try {
         conn = await listener.accept();
       } catch (err) {
-        if (state.closed || err instanceof Deno.errors.BadResource) return;
-        if (peerGone(err)) continue;
-        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+        if (closed || err instanceof Deno.errors.BadResource) return; // Closed.
+        if (!peerGone(err)) await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
         continue;
       }
-      try {
-        conn.setNoDelay(true);
-      } catch {
-        // The peer may already be gone.
-      }
-      onConn({
-        remote: remoteOf(conn),
-        readable: conn.readable,
-        writable: conn.writable,
-        close: () => {
-          try {
-            conn.close();
-          } catch {
-            // Already closed.
-          }
-        },
-      });
+      onConn(conn);
     }
   })();
   const addr = listener.addr as Deno.NetAddr;
-  return Promise.resolve({
+  return {
     hostname: addr.hostname,
     port: addr.port,
     close: () => {
-      state.closed = true;
+      closed = true;
       try {
         listener.close();
       } catch {
         // Already closed.
       }
     },
-  });
-};
+  };
+}
 
 /**
  * Whether an accept failed only for the connection being accepted: its peer
@@ -133,34 +137,6 @@ function remoteOf(conn: Deno.TcpConn): string {
   return addr.hostname.includes(":")
     ? `[${addr.hostname}]:${addr.port}`
     : `${addr.hostname}:${addr.port}`;
-}
-
-async function acceptLoop(
-  listener: Deno.TcpListener,
-  accept: Accept,
-  state: { closed: boolean },
-): Promise<void> {
-  for (;;) {
-    let conn: Deno.TcpConn;
-    try {
-      conn = await listener.accept();
-    } catch (err) {
-      if (state.closed || err instanceof Deno.errors.BadResource) return; // Closed.
-      // The peer gave up before we took its connection; the next is ready.
-      if (peerGone(err)) continue;
-      // Out of descriptors (EMFILE, ENFILE) or memory: the listener still
-      // works, so wait a little and accept again. Returning would leave
-      // nothing pending, and Deno would exit with status 0.
-      await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
-      continue;
-    }
-    const wrapped = new DenoConn(conn);
-    try {
-      wrapped.start(accept(wrapped));
-    } catch {
-      wrapped.close();
-    }
-  }
 }
 
 class DenoConn implements Conn {
