@@ -50,6 +50,9 @@
  * HAProxy start and each retry. Cells still disturbed are marked and named in
  * the notes. The defaults take about 4 minutes on a quiet machine.
  *
+ * HAProxy is the first of `SPOA_HAPROXY_BINS` (`tests/_builds.ts`), Debian's
+ * `haproxy` when unset.
+ *
  * Needs `haproxy` and `wrk` (`apt-get install -y haproxy wrk`). Processes are
  * started and stopped by PID; Ctrl-C stops them too.
  *
@@ -75,6 +78,7 @@ import {
   stopProc,
   waitIdle,
 } from "./_bench.ts";
+import { haproxyBuilds } from "../tests/_builds.ts";
 
 const USAGE = `Usage: e2e.ts [--runtime deno,bun] [--workers 1[,2]] [-c 50,200] [--reps 3]
               [--seconds 10] [--warmup 2] [--wrk-threads 2] [--maxconn 100]
@@ -324,7 +328,7 @@ async function startStack(variant: Variant, opts: Options): Promise<Stack> {
     AGENT_MAXCONN: String(opts.maxconn),
     SPOE_TIMEOUT_PROCESSING: opts.timeoutProcessing,
   };
-  const haproxy = startProc(["haproxy", ["-db", "-f", config, "-f", `${dir}/e2e-extra.cfg`]], {
+  const haproxy = startProc([HAPROXY_BIN, ["-db", "-f", config, "-f", `${dir}/e2e-extra.cfg`]], {
     env,
     stdout: true,
   });
@@ -575,7 +579,9 @@ async function measure(
 // ---------------------------------------------------------------- main
 
 const opts = parseOptions(Deno.args);
-const haproxyVersion = requireTool("haproxy", ["-v"], "apt-get install -y haproxy");
+/** The first HAProxy of `SPOA_HAPROXY_BINS` (Debian's `haproxy` when unset). */
+const HAPROXY_BIN = haproxyBuilds()[0]!.bin;
+const haproxyVersion = requireTool(HAPROXY_BIN, ["-v"], "apt-get install -y haproxy");
 const wrkVersion = requireTool("wrk", ["--version"], "apt-get install -y wrk");
 
 const variants: Variant[] = [];

@@ -30,7 +30,8 @@
  *   [--rate <req/s>] [--connections 16] [--calibrate 5] [--sample 10]
  * ```
  *
- * Needs `haproxy` (`apt-get install -y haproxy`).
+ * Needs `haproxy` (`apt-get install -y haproxy`); HAProxy is the first of
+ * `SPOA_HAPROXY_BINS` (`tests/_builds.ts`), Debian's `haproxy` when unset.
  *
  * @module
  */

@@ -1,6 +1,7 @@
 /**
- * Real HAProxy for the interop tests: starts Debian's `haproxy` in the
- * foreground with one of the configurations of `haproxy/` (parameters filled
+ * Real HAProxy for the interop tests: starts one of the HAProxy builds of
+ * `./_builds.ts` (Debian's `haproxy` unless `SPOA_HAPROXY_BINS` says more) in
+ * the foreground with one of the configurations of `haproxy/` (parameters filled
  * in through the environment, as an operator would), on free loopback ports,
  * plus a small extra file with a stats page and, when asked, a stub
  * application server. Processes are stopped by PID.
@@ -18,6 +19,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import { type HaproxyBuild, haproxyBuilds, usable } from "./_builds.ts";
+
+export type { HaproxyBuild } from "./_builds.ts";
+export { haproxyBuilds } from "./_builds.ts";
 
 /** How long a helper waits before it gives up (a hang guard, not a speed check). */
 export const HAPROXY_WAIT_MS = 15_000;
@@ -28,15 +33,12 @@ const CONFIG_DIR = fileURLToPath(new URL("../haproxy/", import.meta.url));
  * Fails loudly when HAProxy is missing: the interop suite is part of the
  * test command and must never pass by skipping.
  *
+ * @param build The build (the first of `SPOA_HAPROXY_BINS` by default).
  * @returns HAProxy's version line.
  */
-export function haproxyVersion(): string {
-  const run = spawnSync("haproxy", ["-v"], { encoding: "utf8" });
-  if (run.error || run.status !== 0) {
-    throw new Error(
-      "HAProxy is not installed: run `apt-get install -y haproxy` (CI's .ci/run does)",
-    );
-  }
+export function haproxyVersion(build: HaproxyBuild = haproxyBuilds()[0]!): string {
+  const run = spawnSync(usable(build).bin, ["-v"], { encoding: "utf8" });
+  if (run.error || run.status !== 0) throw new Error(`${build.bin} -v failed: ${run.stderr}`);
   return run.stdout.split("\n")[0]!;
 }
 
@@ -111,7 +113,9 @@ export function sleep(ms: number): Promise<void> {
 
 /** What to start. */
 export interface HaproxyOptions {
-  /** A file of `haproxy/`, e.g. `haproxy.cfg`. */
+  /** Which HAProxy (the first of `SPOA_HAPROXY_BINS` by default). */
+  build?: HaproxyBuild;
+  /** A file of `haproxy/`, e.g. `haproxy.cfg`, or an absolute path. */
   config: string;
   /** The SPOE file: a name in `haproxy/`, or an absolute path. */
   spoe: string;
@@ -129,6 +133,8 @@ export interface HaproxyOptions {
 export interface Haproxy {
   /** Its PID. */
   readonly pid: number;
+  /** Which HAProxy it is. */
+  readonly build: HaproxyBuild;
   /** The frontend's host (`127.0.0.1` or `::1`). */
   readonly host: string;
   /** The frontend's port. */
@@ -157,6 +163,7 @@ export interface Haproxy {
 }
 
 interface Setup {
+  build: HaproxyBuild;
   dir: string;
   env: Record<string, string>;
   args: string[];
@@ -166,7 +173,7 @@ interface Setup {
 }
 
 async function setup(options: HaproxyOptions): Promise<Setup> {
-  haproxyVersion();
+  const build = usable(options.build ?? haproxyBuilds()[0]!);
   const dir = mkdtempSync(join(tmpdir(), "spoa-haproxy-"));
   const host = options.ipv6 ? "::1" : "127.0.0.1";
   const port = await freePort(host);
@@ -194,12 +201,13 @@ async function setup(options: HaproxyOptions): Promise<Setup> {
   if (options.checkInter) env.CHECK_INTER = options.checkInter;
   const extraFile = join(dir, "test-extra.cfg");
   writeFileSync(extraFile, extra.join("\n") + "\n");
-  const args = ["-db", "-f", join(CONFIG_DIR, options.config), "-f", extraFile];
-  return { dir, env, args, host, port, statsPort };
+  const config = options.config.startsWith("/") ? options.config : join(CONFIG_DIR, options.config);
+  const args = ["-db", "-f", config, "-f", extraFile];
+  return { build, dir, env, args, host, port, statsPort };
 }
 
 function launch(s: Setup, extraArgs: string[]): { child: ChildProcess; out: { log: string } } {
-  const child = spawn("haproxy", [...s.args, ...extraArgs], {
+  const child = spawn(s.build.bin, [...s.args, ...extraArgs], {
     env: { ...process.env, ...s.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -218,6 +226,7 @@ function wrap(s: Setup, child: ChildProcess, out: { log: string }): Haproxy {
   const pid = child.pid!;
   return {
     pid,
+    build: s.build,
     host: s.host,
     port: s.port,
     get log() {
@@ -304,15 +313,22 @@ export interface Response {
  * agent). A connection HAProxy closes without answering (a `tcp-request
  * content reject`) resolves with status 0.
  *
+ * The request says `Connection: close` and the client keeps its side open
+ * until HAProxy closes, as browsers and curl do. With `halfClose` it shuts
+ * its side down right after the request instead (`shutdown(SHUT_WR)`), which
+ * HAProxy 3.x takes for an abort (see the README's "HAProxy 2.x and 3.1+").
+ *
  * @param url The URL (`http://host:port/path`).
  * @param localAddress The source address, e.g. `127.0.0.9`.
  * @param headers Request headers.
+ * @param halfClose Shut the sending side down after the request.
  * @returns The response.
  */
 export function get(
   url: string,
   localAddress?: string,
   headers: Record<string, string> = {},
+  halfClose = false,
 ): Promise<Response> {
   const { hostname, port, pathname } = new URL(url);
   const host = hostname.replace(/^\[|\]$/g, "");
@@ -330,7 +346,7 @@ export function get(
       socket.destroy();
       reject(new Error(`Timed out: GET ${url}`));
     }, HAPROXY_WAIT_MS);
-    socket.on("connect", () => socket.end(request));
+    socket.on("connect", () => halfClose ? socket.end(request) : socket.write(request));
     socket.on("data", (chunk: Buffer) => chunks.push(chunk));
     socket.on("error", (err: NodeJS.ErrnoException) => {
       if (err.code !== "ECONNRESET" && err.code !== "EPIPE") {

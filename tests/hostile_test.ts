@@ -31,6 +31,7 @@ import {
   establishedTo,
   get,
   type Haproxy,
+  haproxyBuilds,
   scoreOf,
   sleep,
   startHaproxy,
@@ -635,59 +636,62 @@ for (const shape of SHAPES) {
   );
 }
 
-test(
-  "HAProxy killed with SIGKILL under load: the agent logs nothing, drops every connection, and serves a new HAProxy",
-  { timeout: TEST_TIMEOUT_MS },
-  async () => {
-    const start = (agentPort: number) =>
-      startHaproxy({
-        config: "haproxy-request.cfg",
-        spoe: "spoe-iprep-request.conf",
-        agentPort,
-      });
-    const scored = async (h: Haproxy) => {
-      const res = await get(urlOf(h));
-      return res.status === 403 || scoreOf(res.text) !== undefined;
-    };
-    let first: Haproxy | undefined;
-    let second: Haproxy | undefined;
-    const agent = await withAgent([], async (agent) => {
-      try {
-        const h = first = await start(agent.port);
-        await until(() => scored(h), "a first score");
-
-        // Load: 20 clients, each sending requests one after another.
-        let running = true;
-        let answered = 0;
-        const load = Promise.all(Array.from({ length: 20 }, async () => {
-          while (running) {
-            try {
-              if (await scored(h)) answered++;
-            } catch {
-              // Refused once HAProxy is gone.
-              await sleep(10);
-            }
-          }
-        }));
+for (const build of haproxyBuilds()) {
+  test(
+    `interop [${build.label}]: HAProxy killed with SIGKILL under load: the agent logs nothing, drops every connection, and serves a new HAProxy`,
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const start = (agentPort: number) =>
+        startHaproxy({
+          build,
+          config: "haproxy-request.cfg",
+          spoe: "spoe-iprep-request.conf",
+          agentPort,
+        });
+      const scored = async (h: Haproxy) => {
+        const res = await get(urlOf(h));
+        return res.status === 403 || scoreOf(res.text) !== undefined;
+      };
+      let first: Haproxy | undefined;
+      let second: Haproxy | undefined;
+      const agent = await withAgent([], async (agent) => {
         try {
-          await waitFor(() => answered >= 100, "100 answered requests under load", 15_000);
-          assert.ok(establishedTo(agent.port) > 0, "HAProxy holds agent connections");
-          await h.stop("SIGKILL");
-        } finally {
-          running = false;
-          await load;
-        }
-        // The kernel closed HAProxy's sockets; the agent must close its ends.
-        await until(() => establishedTo(agent.port) === 0, "no connection left to the agent");
+          const h = first = await start(agent.port);
+          await until(() => scored(h), "a first score");
 
-        const h2 = second = await start(agent.port);
-        await until(() => scored(h2), "a score from a new HAProxy");
-      } finally {
-        await first?.stop("SIGKILL");
-        await second?.stop("SIGTERM");
-      }
-    });
-    const exit = await agent.exited;
-    assert.deepEqual(badLines(exit.stderr), [], "the agent logged warnings or errors");
-  },
-);
+          // Load: 20 clients, each sending requests one after another.
+          let running = true;
+          let answered = 0;
+          const load = Promise.all(Array.from({ length: 20 }, async () => {
+            while (running) {
+              try {
+                if (await scored(h)) answered++;
+              } catch {
+                // Refused once HAProxy is gone.
+                await sleep(10);
+              }
+            }
+          }));
+          try {
+            await waitFor(() => answered >= 100, "100 answered requests under load", 15_000);
+            assert.ok(establishedTo(agent.port) > 0, "HAProxy holds agent connections");
+            await h.stop("SIGKILL");
+          } finally {
+            running = false;
+            await load;
+          }
+          // The kernel closed HAProxy's sockets; the agent must close its ends.
+          await until(() => establishedTo(agent.port) === 0, "no connection left to the agent");
+
+          const h2 = second = await start(agent.port);
+          await until(() => scored(h2), "a score from a new HAProxy");
+        } finally {
+          await first?.stop("SIGKILL");
+          await second?.stop("SIGTERM");
+        }
+      });
+      const exit = await agent.exited;
+      assert.deepEqual(badLines(exit.stderr), [], "the agent logged warnings or errors");
+    },
+  );
+}

@@ -2,14 +2,21 @@
  * The whole test suite: static checks (fmt, lint, type check with JSDoc
  * examples), every test under Deno and under Bun, then the process-level
  * suites against the compiled executables. Output streams live;
- * the last line is `N passed, N failed` over everything. Exits 1 when
- * anything failed.
+ * the last line is `N passed, N failed` over everything (`, N skipped`
+ * follows when scenarios of one HAProxy generation did not run against the
+ * other). Exits 1 when anything failed.
+ *
+ * The interop suites run once per HAProxy of `SPOA_HAPROXY_BINS` (see
+ * `tests/_builds.ts`; Debian's `haproxy` alone when unset); the first lines
+ * name them.
  *
  * Run with `npm test` (or `deno task test`); extra arguments are passed to
  * both test runners, e.g. a test file path.
  *
  * @module
  */
+
+import { haproxyBuilds } from "../tests/_builds.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const deno = Deno.execPath();
@@ -21,6 +28,8 @@ interface Tally {
   name: string;
   passed: number;
   failed: number;
+  /** Tests that did not run: scenarios of one HAProxy generation only. */
+  skipped: number;
 }
 
 /** Runs a command from the repository root, echoing its output as it comes. */
@@ -59,8 +68,14 @@ function lastNumber(output: string, pattern: RegExp): number | undefined {
 }
 
 /** Turns a runner's summary into counts; a crash without a summary is a failure. */
-function tally(name: string, code: number, passed?: number, failed?: number): Tally {
-  const t = { name, passed: passed ?? 0, failed: failed ?? 0 };
+function tally(
+  name: string,
+  code: number,
+  passed?: number,
+  failed?: number,
+  skipped?: number,
+): Tally {
+  const t = { name, passed: passed ?? 0, failed: failed ?? 0, skipped: skipped ?? 0 };
   if (code !== 0 && t.failed === 0) {
     console.error(`${name}: exited with code ${code} without reporting a failed test`);
     t.failed = 1;
@@ -74,12 +89,17 @@ function tally(name: string, code: number, passed?: number, failed?: number): Ta
 
 const tallies: Tally[] = [];
 
+console.log("== HAProxy builds for the interop suites (SPOA_HAPROXY_BINS)");
+for (const b of haproxyBuilds()) {
+  console.log(`   ${b.bin}: ${b.error ?? `${b.label}${b.legacy ? "" : " (3.1+ SPOE engine)"}`}`);
+}
+
 const staticChecks: [string, string[]][] = [
   ["deno fmt --check", ["fmt", "--check"]],
   ["deno lint", ["lint"]],
   ["deno check --doc", ["check", "--doc", "."]],
 ];
-const statics: Tally = { name: "static checks", passed: 0, failed: 0 };
+const statics: Tally = { name: "static checks", passed: 0, failed: 0, skipped: 0 };
 for (const [label, args] of staticChecks) {
   console.log(`\n== ${label}`);
   const { code } = await run(deno, args);
@@ -100,6 +120,7 @@ console.log("\n== deno test");
       code,
       lastNumber(output, /\|\s+(\d+) passed/g),
       lastNumber(output, /\|\s+(\d+) failed/g),
+      lastNumber(output, /\|\s+(\d+) ignored/g),
     ),
   );
 }
@@ -113,6 +134,7 @@ console.log("\n== bun test");
       code,
       lastNumber(output, /^\s*(\d+) pass$/gm),
       lastNumber(output, /^\s*(\d+) fail$/gm),
+      lastNumber(output, /^\s*(\d+) skip$/gm),
     ),
   );
 }
@@ -135,7 +157,7 @@ async function binarySuite(name: string, task: string, binary: string): Promise<
   const built = await run(deno, ["task", task]);
   if (built.code !== 0) {
     console.error(`${name}: the build failed (exit ${built.code})`);
-    tallies.push({ name, passed: 0, failed: 1 });
+    tallies.push({ name, passed: 0, failed: 1, skipped: 0 });
     return;
   }
   console.log(`\n== ${name}: bun test with SPOA_AGENT_BIN=${binary}`);
@@ -148,6 +170,7 @@ async function binarySuite(name: string, task: string, binary: string): Promise<
       code,
       lastNumber(output, /^\s*(\d+) pass$/gm),
       lastNumber(output, /^\s*(\d+) fail$/gm),
+      lastNumber(output, /^\s*(\d+) skip$/gm),
     ),
   );
 }
@@ -163,9 +186,18 @@ if (only.length === 0) {
   }
 }
 
+/** `N passed, N failed`, with `, N skipped` when some tests did not run. */
+function summary(t: { passed: number; failed: number; skipped: number }): string {
+  const skipped = t.skipped > 0 ? `, ${t.skipped} skipped` : "";
+  return `${t.passed} passed, ${t.failed} failed${skipped}`;
+}
+
 console.log("");
-for (const t of tallies) console.log(`${t.name}: ${t.passed} passed, ${t.failed} failed`);
-const passed = tallies.reduce((n, t) => n + t.passed, 0);
+for (const t of tallies) console.log(`${t.name}: ${summary(t)}`);
+console.log(summary({
+  passed: tallies.reduce((n, t) => n + t.passed, 0),
+  failed: tallies.reduce((n, t) => n + t.failed, 0),
+  skipped: tallies.reduce((n, t) => n + t.skipped, 0),
+}));
 const failed = tallies.reduce((n, t) => n + t.failed, 0);
-console.log(`${passed} passed, ${failed} failed`);
 Deno.exitCode = failed > 0 ? 1 : 0;
