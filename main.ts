@@ -44,10 +44,10 @@ const session = {
   pipelining: options.pipelining,
   async: options.async,
   fragmentation: options.fragmentation,
-  replyDelay: options.replyDelay,
-  closeAfterFrames: options.closeAfterFrames,
   handlerTimeout: options.handlerTimeout,
 };
+/** The reference agent's test knobs, `-t` and `-f`. */
+const reference = { replyDelay: options.replyDelay, closeAfterFrames: options.closeAfterFrames };
 
 /** What SIGTERM/SIGINT stops: the single-thread server or the pool. */
 let running:
@@ -80,6 +80,7 @@ try {
     const agent = ipReputation(options.seed === undefined ? {} : { seed: options.seed });
     running = await serve(agent, {
       ...session,
+      reference,
       maxConnections: options.maxConnections,
       hostname: options.address,
       port: options.port,
@@ -95,6 +96,7 @@ try {
         debug: options.debug,
         ...(options.seed === undefined ? {} : { seed: options.seed }),
         session,
+        reference,
         // Each worker counts its own connections.
         maxConnections: Math.ceil(options.maxConnections / options.workers),
       },

@@ -48,10 +48,18 @@
 import process from "node:process";
 import { parseArgs } from "node:util";
 import type { Conn, ConnHandler } from "../lib/conn.ts";
-import { Agent, Message, Reply } from "../lib/handler.ts";
+import { Agent, findHandler } from "../lib/handler.ts";
+import { bindMessage, Message, MessageSlot } from "../lib/message.ts";
+import { bindReply, Reply, ReplySlot } from "../lib/reply.ts";
+import { Context } from "../lib/context.ts";
 import { ipReputation } from "../lib/iprep.ts";
 import { createLogger, Level } from "../lib/log.ts";
-import { DEFAULT_SESSION_OPTIONS, Session, type Timers } from "../lib/session.ts";
+import {
+  DEFAULT_REFERENCE_KNOBS,
+  DEFAULT_SESSION_OPTIONS,
+  Session,
+  type Timers,
+} from "../lib/session.ts";
 import {
   DataType,
   FrameScanner,
@@ -321,7 +329,13 @@ function makePipeline(stage: Stage): Pipeline {
   if (stage === "session") {
     const conn = new NullConn();
     const log = createLogger({ level: Level.INFO, sink: () => {}, now: () => new Date(0) });
-    const session = new Session(conn, agent, { ...DEFAULT_SESSION_OPTIONS }, log, NO_TIMERS);
+    const session = new Session(
+      conn,
+      agent,
+      { ...DEFAULT_SESSION_OPTIONS, ...DEFAULT_REFERENCE_KNOBS },
+      log,
+      NO_TIMERS,
+    );
     conn.handler = session;
     const w = new FrameWriter();
     writeHaproxyHello(w, { maxFrameSize: 16380, capabilities: "pipelining", engineId: "bench" });
@@ -337,8 +351,13 @@ function makePipeline(stage: Stage): Pipeline {
   }
   const scanner = new FrameScanner(16380);
   const reader = new MessageReader();
+  // The stages below the session call handlers the way it does for a plain function.
   const message = new Message();
+  const slot = new MessageSlot();
   const reply = new Reply();
+  const replySlot = new ReplySlot();
+  const context = new Context();
+  bindReply(reply, replySlot);
   const writer = new FrameWriter(1024);
   const conn = new NullConn();
   let frames = 0;
@@ -363,18 +382,20 @@ function makePipeline(stage: Stage): Pipeline {
             sink += reader.argCount;
             continue;
           }
-          const handler = agent.find(reader, f.buf);
-          if (handler === undefined) throw new Error("no handler");
-          message.load(reader, f.buf);
-          void handler(message, reply);
+          const entry = findHandler(agent, reader, f.buf);
+          if (entry === undefined) throw new Error("no handler");
+          slot.load(reader, f.buf);
+          bindMessage(message, slot);
+          void entry.fn(message, reply, context);
+          bindMessage(message, null);
         }
         if (stage === "ack") {
           writer.begin(FrameType.ACK, f.streamId, f.frameId);
-          reply.writeTo(writer);
+          writer.appendWriter(replySlot.writer);
           writer.end();
         }
-        sink += reply.size;
-        reply.clear();
+        sink += replySlot.count;
+        replySlot.clear();
       }
       if (stage === "ack") {
         conn.write(writer.buffer(), writer.size);

@@ -93,3 +93,6 @@ export const MIN_MAX_FRAME_SIZE = 256;
 export const DEFAULT_MAX_FRAME_SIZE = 16380;
 /** The only protocol version HAProxy speaks. */
 export const SPOP_VERSION = "2.0";
+
+/** The largest max-frame-size the agent accepts (`-m`): 16 MiB. */
+export const MAX_FRAME_SIZE_LIMIT = 16 * 1024 * 1024;

@@ -24,6 +24,9 @@ export const Fragment = {
 /** One of the {@linkcode Fragment} values. */
 export type Fragment = typeof Fragment[keyof typeof Fragment];
 
+/** A buffer grown beyond this for one large payload is let go before the next one. */
+const KEEP_BYTES = 64 * 1024;
+
 /** Joins the payloads of one fragmented NOTIFY. */
 export class Reassembly {
   #buf = new Uint8Array(0);
@@ -38,6 +41,18 @@ export class Reassembly {
   /** @param limit The largest reassembled payload, in bytes. */
   constructor(limit: number) {
     this.#limit = limit;
+  }
+
+  /** The buffer's size now. */
+  get capacity(): number {
+    return this.#buf.length;
+  }
+
+  /** Drops what is being reassembled and the buffer (for a closed connection). */
+  release(): void {
+    this.#open = false;
+    this.#size = 0;
+    this.#buf = new Uint8Array(0);
   }
 
   /** Whether a frame is being reassembled. */
@@ -59,6 +74,8 @@ export class Reassembly {
       if (this.#open) throw interlaced(frame, this);
       this.#open = true;
       this.#size = 0;
+      // The last payload was used: a buffer grown large for it goes.
+      if (this.#buf.length > KEEP_BYTES) this.#buf = new Uint8Array(0);
       this.streamId = frame.streamId;
       this.frameId = frame.frameId;
     } else if (!this.#open) {

@@ -117,6 +117,26 @@ export class FrameWriter {
     this.#frame = -1;
   }
 
+  /** The buffer's size now (it grows as frames need). */
+  get capacity(): number {
+    return this.#buf.length;
+  }
+
+  /**
+   * Forgets everything written and, when the buffer grew beyond `limit`
+   * bytes (for one large frame), replaces it with one of `capacity` bytes, so
+   * that one large frame does not hold memory for good.
+   *
+   * @param limit The largest buffer to keep.
+   * @param capacity The size of the replacement.
+   */
+  shrink(limit: number, capacity: number): void {
+    this.reset();
+    if (this.#buf.length <= limit) return;
+    this.#buf = new Uint8Array(capacity);
+    this.#view = new DataView(this.#buf.buffer);
+  }
+
   /**
    * Opens a frame. The LENGTH is filled in by {@linkcode FrameWriter.end}.
    *

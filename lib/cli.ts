@@ -8,6 +8,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { MAX_FRAME_SIZE_LIMIT, MIN_MAX_FRAME_SIZE } from "./_constants.ts";
 
 /** The usage text of `spoa -h`. */
 export const USAGE =
@@ -156,7 +157,13 @@ export function parseCli(argv: string[]): CliOptions {
     debug: values.debug ?? false,
     port: integer("-p", values.port, 12345, 0, 65535),
     workers: integer("-n", values.workers, 5, 0, 1024),
-    maxFrameSize: integer("-m", values["max-frame-size"], 16384, 256, 16777216),
+    maxFrameSize: integer(
+      "-m",
+      values["max-frame-size"],
+      16384,
+      MIN_MAX_FRAME_SIZE,
+      MAX_FRAME_SIZE_LIMIT,
+    ),
     pipelining: true,
     async: caps.has("async"),
     fragmentation: caps.has("fragmentation"),

@@ -118,3 +118,14 @@ export class SpopError extends Error {
     this.status = status;
   }
 }
+
+/**
+ * The error of a handler's message, reply or context used after its NOTIFY
+ * was done with (acknowledged, past its deadline, or its connection closed).
+ *
+ * @param what What was tried, e.g. `set variable "x"`.
+ * @returns `Error: Cannot set variable "x": its NOTIFY was already acknowledged`.
+ */
+export function lateUse(what: string): Error {
+  return new Error(`Cannot ${what}: its NOTIFY was already acknowledged`);
+}

@@ -16,6 +16,12 @@ import { INCOMPLETE } from "./_varint.ts";
 
 const EMPTY = new Uint8Array(0);
 const EMPTY_VIEW = new DataView(EMPTY.buffer);
+/**
+ * A stash grown beyond this (for a frame above the default max-frame-size)
+ * is let go once its frame was used, so that one large frame does not hold
+ * memory for the connection's lifetime.
+ */
+const KEEP_STASH_BYTES = DEFAULT_MAX_FRAME_SIZE + LENGTH_SIZE;
 
 /**
  * Frames out of arbitrary chunks. Call {@linkcode FrameScanner.push} with a
@@ -85,6 +91,8 @@ export class FrameScanner {
     if (this.#pos < this.#end) {
       throw new TypeError("Cannot push chunk: call next() until it returns null first");
     }
+    // The frame last returned from the stash is no longer in use.
+    if (this.#stashLen === 0 && this.#stash.length > KEEP_STASH_BYTES) this.release();
     if (chunk !== this.#chunk) {
       this.#chunk = chunk;
       this.#view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
@@ -127,6 +135,20 @@ export class FrameScanner {
   reset(): void {
     this.#pos = this.#end = 0;
     this.#stashLen = this.#need = 0;
+  }
+
+  /** Drops everything buffered and lets the buffer go (for a closed connection). */
+  release(): void {
+    this.reset();
+    this.#stash = EMPTY;
+    this.#stashView = EMPTY_VIEW;
+    this.#chunk = EMPTY;
+    this.#view = EMPTY_VIEW;
+  }
+
+  /** The stash's size now (it grows for frames split across chunks). */
+  get capacity(): number {
+    return this.#stash.length;
   }
 
   #fromStash(): Frame | null {

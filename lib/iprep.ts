@@ -66,14 +66,16 @@ export function seededScore(
 export function ipReputation(options: IpReputationOptions = {}): Agent {
   const { seed } = options;
   const random = options.random ?? Math.random;
+  // The address is copied here, not into a new array per message.
+  const address = new Uint8Array(16);
   return new Agent().on(MESSAGE, (message, reply) => {
     if (message.size !== 1) return;
     const arg = message.arg(0)!;
-    if (arg.type !== DataType.IPV4 && arg.type !== DataType.IPV6) return;
-    // The address is read in place: no view is made per message.
+    const type = arg.type;
+    if (type !== DataType.IPV4 && type !== DataType.IPV6) return;
     const score = seed === undefined
       ? Math.floor(random() * 101)
-      : seededScore(seed, arg.buf, arg.start, arg.end);
+      : seededScore(seed, address, 0, arg.copyTo(address));
     reply.setVar("sess", VARIABLE, score, DataType.UINT32);
   });
 }

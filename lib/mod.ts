@@ -6,29 +6,42 @@
  * actions that set or unset HAProxy variables. Register a {@linkcode Handler}
  * per message on an {@linkcode Agent}, then {@linkcode serve} it.
  *
+ * Handlers get a {@linkcode Message}, a {@linkcode Reply} and a
+ * {@linkcode Context}, valid while their NOTIFY is handled: a plain function
+ * during its call, an `async` function until its NOTIFY is acknowledged.
+ * After that every call on them throws, so that nothing a handler keeps can
+ * reach another request.
+ *
  * @example An agent that scores client addresses
- * ```ts ignore
+ * ```ts
  * import { Agent, DataType, serve } from "./mod.ts";
  *
  * const agent = new Agent().on("check-client-ip", (message, reply) => {
- *   const ip = message.ip(0); // "192.168.1.10" or "2001:db8::1"; undefined otherwise
+ *   // "192.168.1.10" or "2001:db8::1" (and ::ffff:10.0.0.1 as "10.0.0.1"); undefined otherwise
+ *   const ip = message.ip(0, { unmapIPv4: true });
  *   if (ip === undefined) return; // the NOTIFY is still acknowledged
  *   reply.setVar("sess", "ip_score", ip.startsWith("10.") ? 100 : 50, DataType.UINT32);
  * });
  * const server = await serve(agent, { port: 12345 });
  * // HAProxy sees sess.<var-prefix>.ip_score
+ * await server.shutdown();
  * ```
  *
  * @module
  */
 
-export { Agent, Message, Reply } from "./handler.ts";
-export type { Handler, Scope } from "./handler.ts";
+export { Agent } from "./handler.ts";
+export type { Handler } from "./handler.ts";
+export { Arg, Message } from "./message.ts";
+export type { IpOptions } from "./message.ts";
+export { Reply } from "./reply.ts";
+export type { Scope } from "./reply.ts";
+export { Context } from "./context.ts";
 export { serve } from "./server.ts";
 export type { ServeOptions, Server } from "./server.ts";
 export { DEFAULT_SESSION_OPTIONS } from "./session.ts";
-export type { SessionOptions } from "./session.ts";
-export { Arg, DataType, SpopError, Status, statusMessage, VarScope } from "./spop.ts";
+export type { ReferenceKnobs, SessionOptions } from "./session.ts";
+export { DataType, SpopError, Status, statusMessage, VarScope } from "./spop.ts";
 export type { Value } from "./spop.ts";
 export { createLogger, Level } from "./log.ts";
 export type { Logger, LoggerOptions } from "./log.ts";

@@ -14,16 +14,16 @@ export interface WorkerConfig {
   debug: boolean;
   /** `--seed`, if given. */
   seed?: number;
-  /** Session options (`-m`, `-c`, `-t`, `-f`, `--handler-timeout`). */
+  /** Session options (`-m`, `-c`, `--handler-timeout`). */
   session: {
     maxFrameSize: number;
     pipelining: boolean;
     async: boolean;
     fragmentation: boolean;
-    replyDelay: number;
-    closeAfterFrames: number;
     handlerTimeout?: number;
   };
+  /** The reference agent's test knobs (`-t`, `-f`). */
+  reference?: { replyDelay: number; closeAfterFrames: number };
   /** This worker's share of `--max-connections`. */
   maxConnections?: number;
 }

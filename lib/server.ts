@@ -6,22 +6,64 @@
  */
 
 import type { Accept, Listen } from "./conn.ts";
-import type { Agent } from "./handler.ts";
+import { Agent } from "./handler.ts";
 import { createLogger, type Logger } from "./log.ts";
-import { DEFAULT_SESSION_OPTIONS, Session, type SessionOptions, type Timers } from "./session.ts";
+import {
+  checkAddress,
+  checkKeys,
+  checkMaxConnections,
+  SESSION_OPTION_KEYS,
+  sessionConfig,
+} from "./options.ts";
+import {
+  type ReferenceKnobs,
+  Session,
+  type SessionConfig,
+  type SessionOptions,
+  type Timers,
+} from "./session.ts";
 import { runtimeListen } from "./runtime/mod.ts";
 
-/** Options of {@linkcode serve}; session options default as in `DEFAULT_SESSION_OPTIONS`. */
-export interface ServeOptions extends AcceptorOptions {
+/**
+ * Options of {@linkcode serve}. Session options default as in
+ * `DEFAULT_SESSION_OPTIONS`; every value is checked, and a wrong one throws
+ * a `RangeError` or `TypeError` that names it.
+ */
+export interface ServeOptions extends Partial<SessionOptions> {
   /** Address to bind; `"0.0.0.0"` (all IPv4 interfaces) by default. */
   hostname?: string;
   /** Port to bind; 12345 by default, 0 for any free port. */
   port?: number;
   /** Bind with SO_REUSEPORT, so that several listeners share the port. */
   reusePort?: boolean;
+  /** Connections served at once; more are closed as soon as they arrive. 10,000 by default. */
+  maxConnections?: number;
+  /** Where to log; info level on stderr by default. */
+  log?: Logger;
+  /**
+   * The test knobs of HAProxy's example agent (`spoa -t`, `-f`): hold each
+   * ACK back, close each connection after N NOTIFYs. Off by default.
+   */
+  reference?: Partial<ReferenceKnobs>;
+}
+
+/** What {@linkcode serve} accepts besides the public options: for tests and the pool. */
+export interface InternalServeOptions extends ServeOptions {
   /** The socket adapter; the current runtime's by default. */
   listen?: Listen;
+  /** Timer functions for sessions. */
+  timers?: Timers;
 }
+
+const SERVE_KEYS: readonly string[] = [
+  ...SESSION_OPTION_KEYS,
+  "hostname",
+  "port",
+  "reusePort",
+  "maxConnections",
+  "log",
+  "reference",
+];
 
 /** A running agent. */
 export interface Server {
@@ -53,6 +95,8 @@ export interface AcceptorOptions extends Partial<SessionOptions> {
   log?: Logger;
   /** Timer functions for sessions (tests inject their own). */
   timers?: Timers;
+  /** The reference agent's test knobs. */
+  reference?: Partial<ReferenceKnobs>;
 }
 
 /** Runs a session for each connection given to it, wherever they come from. */
@@ -79,11 +123,12 @@ export interface Acceptor {
  * @returns The acceptor.
  */
 export function createAcceptor(agent: Agent, options: AcceptorOptions = {}): Acceptor {
-  const log = options.log ?? createLogger();
-  const sessionOptions: SessionOptions = { ...DEFAULT_SESSION_OPTIONS };
-  for (const key of Object.keys(DEFAULT_SESSION_OPTIONS) as (keyof SessionOptions)[]) {
-    if (options[key] !== undefined) Object.assign(sessionOptions, { [key]: options[key] });
+  if (!(agent instanceof Agent)) {
+    throw new TypeError("Cannot serve: the agent must be an Agent (new Agent().on(...))");
   }
+  const sessionOptions: SessionConfig = sessionConfig(options, options.reference);
+  checkMaxConnections(options.maxConnections);
+  const log = options.log ?? createLogger();
   const sessions = new Set<Session>();
   const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   let nextId = 1;
@@ -147,8 +192,11 @@ export function createAcceptor(agent: Agent, options: AcceptorOptions = {}): Acc
  * @param options Where to listen and how sessions behave.
  * @returns The running server.
  *
+ * @throws {RangeError} For an option out of range (e.g. `maxFrameSize` below 256).
+ * @throws {TypeError} For an unknown option or a value of the wrong type.
+ *
  * @example Serve one message on a free port, then stop
- * ```ts ignore
+ * ```ts
  * import { Agent } from "./handler.ts";
  * import { serve } from "./server.ts";
  *
@@ -157,16 +205,31 @@ export function createAcceptor(agent: Agent, options: AcceptorOptions = {}): Acc
  * await server.shutdown();
  * ```
  */
-export async function serve(agent: Agent, options: ServeOptions = {}): Promise<Server> {
+export function serve(agent: Agent, options: ServeOptions = {}): Promise<Server> {
+  try {
+    checkKeys("serve()", options, SERVE_KEYS);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  return serveWith(agent, options);
+}
+
+/**
+ * {@linkcode serve} with the internal options too (a socket adapter, timers).
+ *
+ * @param agent The message handlers.
+ * @param options Where to listen and how sessions behave.
+ * @returns The running server.
+ */
+export async function serveWith(agent: Agent, options: InternalServeOptions): Promise<Server> {
+  const hostname = options.hostname ?? "0.0.0.0";
+  const port = options.port ?? 12345;
+  checkAddress(hostname, port);
   const log = options.log ?? createLogger();
   const acceptor = createAcceptor(agent, { ...options, log });
   const listen = options.listen ?? await runtimeListen({ reusePort: options.reusePort ?? false });
   const listener = await listen(
-    {
-      hostname: options.hostname ?? "0.0.0.0",
-      port: options.port ?? 12345,
-      ...(options.reusePort ? { reusePort: true } : {}),
-    },
+    { hostname, port, ...(options.reusePort ? { reusePort: true } : {}) },
     acceptor.accept,
   );
   log.info(`listening on ${listener.hostname}:${listener.port}`);

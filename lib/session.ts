@@ -20,7 +20,9 @@
 
 import type { Conn, ConnHandler } from "./conn.ts";
 import type { Logger } from "./log.ts";
-import { type Agent, Message, Reply } from "./handler.ts";
+import type { Agent } from "./handler.ts";
+import { InFlight, type InFlightHost, type Timers } from "./_inflight.ts";
+import type { ReplySlot } from "./reply.ts";
 import {
   decodeDisconnect,
   decodeHaproxyHello,
@@ -30,7 +32,6 @@ import {
   FrameType,
   FrameWriter,
   hasCapability,
-  MessageReader,
   negotiateMaxFrameSize,
   pickVersion,
   SpopError,
@@ -41,15 +42,7 @@ import {
 } from "./spop.ts";
 import { Fragment, Reassembly } from "./_fragments.ts";
 
-/** Timer functions; injectable for tests. */
-export interface Timers {
-  /** Calls `fn` after `ms` milliseconds; returns a handle. */
-  setTimeout(fn: () => void, ms: number): unknown;
-  /** Cancels a handle from `setTimeout`. */
-  clearTimeout(handle: unknown): void;
-  /** The current time in milliseconds; `Date.now` by default. */
-  clock?(): number;
-}
+export type { Timers } from "./_inflight.ts";
 
 /** How a session behaves. */
 export interface SessionOptions {
@@ -63,10 +56,6 @@ export interface SessionOptions {
   fragmentation: boolean;
   /** Milliseconds to wait for HAPROXY-HELLO before closing. */
   helloTimeout: number;
-  /** Milliseconds to hold each ACK back (`-t`, to exercise HAProxy's timeouts). */
-  replyDelay: number;
-  /** Close with AGENT-DISCONNECT after this many NOTIFYs (`-f`); 0 never. */
-  closeAfterFrames: number;
   /** Allow ACKs without actions (HAProxy 3.1.0 hangs on them, §7.3). */
   emptyAcks: boolean;
   /** NOTIFYs in flight on one connection before reading pauses. */
@@ -82,24 +71,48 @@ export interface SessionOptions {
   handlerTimeout: number;
   /** Milliseconds a frame may stay incomplete before the connection is closed. */
   frameTimeout: number;
+  /**
+   * Handlers still running after their NOTIFY was acknowledged at the
+   * deadline (late handlers) at which reading pauses until some finish.
+   */
+  maxLateHandlers: number;
 }
 
+/**
+ * The test knobs of HAProxy's example agent (`-t`, `-f`), which the `spoa`
+ * command keeps; an agent of one's own has no use for them.
+ */
+export interface ReferenceKnobs {
+  /** Milliseconds to hold each ACK back (`-t`, to exercise HAProxy's timeouts). */
+  replyDelay: number;
+  /** Close with AGENT-DISCONNECT after this many NOTIFYs (`-f`); 0 never. */
+  closeAfterFrames: number;
+}
+
+/** Everything a session is configured with. */
+export type SessionConfig = SessionOptions & ReferenceKnobs;
+
 /** The defaults: those of HAProxy's example agent where it has one. */
-export const DEFAULT_SESSION_OPTIONS: Readonly<SessionOptions> = {
+export const DEFAULT_SESSION_OPTIONS: Readonly<SessionOptions> = Object.freeze({
   maxFrameSize: 16384,
   pipelining: true,
   async: false,
   fragmentation: false,
   helloTimeout: 5000,
-  replyDelay: 0,
-  closeAfterFrames: 0,
   emptyAcks: false,
   maxInFlight: 1024,
   maxQueuedBytes: 1 << 20,
   maxReassembledSize: 1 << 20,
   handlerTimeout: 50,
   frameTimeout: 5000,
-};
+  maxLateHandlers: 1024,
+});
+
+/** The knobs off: ACKs at once, connections never closed after N NOTIFYs. */
+export const DEFAULT_REFERENCE_KNOBS: Readonly<ReferenceKnobs> = Object.freeze({
+  replyDelay: 0,
+  closeAfterFrames: 0,
+});
 
 const GLOBAL_TIMERS: Timers = {
   setTimeout: (fn, ms) => setTimeout(fn, ms),
@@ -119,6 +132,10 @@ const TYPE_NAMES: Record<number, string> = {
   [FrameType.ACK]: "ACK",
 };
 
+/** The write buffer's first size, and the largest kept after a burst or a large ACK. */
+const WRITER_BYTES = 1024;
+const WRITER_KEEP_BYTES = 64 * 1024;
+
 /** The variable an otherwise empty ACK unsets: `txn.<prefix>._`, which never exists. */
 const PADDING_NAME = encodeName("_");
 
@@ -128,34 +145,18 @@ const PADDING_NAME = encodeName("_");
  */
 const MAX_REASON = 200;
 
-/** One NOTIFY waiting for its handlers. */
-class Pending {
-  streamId: number | bigint = 0;
-  frameId: number | bigint = 0;
-  /** Handlers that have not finished. */
-  waiting = 0;
-  /** The handler deadline's timer, while handlers run asynchronously. */
-  deadline: unknown = undefined;
-  /** The deadline passed: the ACK went out without actions; late handlers are ignored. */
-  late = false;
-  readonly reply = new Reply();
-}
-
 /**
  * The state machine of one connection. The adapter feeds it socket events
  * through {@linkcode ConnHandler}; `shutdown()` ends it gracefully.
  */
 export class Session implements ConnHandler {
   readonly #conn: Conn;
-  readonly #agent: Agent;
-  readonly #opts: SessionOptions;
+  readonly #opts: SessionConfig;
   readonly #log: Logger;
   readonly #timers: Timers;
   readonly #scanner: FrameScanner;
-  readonly #writer = new FrameWriter(1024);
-  readonly #reader = new MessageReader();
-  readonly #pendingPool: Pending[] = [];
-  readonly #messagePool: Message[] = [];
+  readonly #writer = new FrameWriter(WRITER_BYTES);
+  readonly #inflight: InFlight;
   readonly #closed: Promise<void>;
   #resolveClosed!: () => void;
 
@@ -184,17 +185,17 @@ export class Session implements ConnHandler {
   constructor(
     conn: Conn,
     agent: Agent,
-    options: SessionOptions,
+    options: SessionConfig,
     log: Logger,
     timers: Timers = GLOBAL_TIMERS,
   ) {
     this.#conn = conn;
-    this.#agent = agent;
     this.#opts = options;
     this.#log = log;
     this.#timers = timers;
     this.#maxFrameSize = options.maxFrameSize;
     this.#scanner = new FrameScanner(options.maxFrameSize);
+    this.#inflight = new InFlight(agent, this.#host(), options, log, timers);
     this.#closed = new Promise((resolve) => this.#resolveClosed = resolve);
     this.#helloTimer = timers.setTimeout(() => {
       this.#helloTimer = undefined;
@@ -212,6 +213,30 @@ export class Session implements ConnHandler {
     return this.#inFlight;
   }
 
+  /** Handlers still running after their NOTIFY was acknowledged at the deadline, or dropped. */
+  get lateHandlers(): number {
+    return this.#inflight.late;
+  }
+
+  /** Timers armed for this connection (HELLO, deadlines, `-t` delays). */
+  get armedTimers(): number {
+    return this.#inflight.armedTimers + (this.#helloTimer === undefined ? 0 : 1);
+  }
+
+  /** What the NOTIFY manager needs of the session. */
+  #host(): InFlightHost {
+    // deno-lint-ignore no-this-alias
+    const session = this;
+    return {
+      ack: (streamId, frameId, reply) => session.#writeAckOf(streamId, frameId, reply),
+      settled: () => session.#settled(),
+      lateChanged: () => session.#updateReading(),
+      get open() {
+        return session.#state < State.CLOSING;
+      },
+    };
+  }
+
   /**
    * Ends the session gracefully: stop reading, let in-flight NOTIFYs get
    * their ACKs, send AGENT-DISCONNECT (status 0), close.
@@ -220,7 +245,10 @@ export class Session implements ConnHandler {
    */
   shutdown(): Promise<void> {
     if (this.#state === State.HELLO) this.#disconnect(Status.NORMAL, "agent is stopping");
-    else if (this.#state === State.RUNNING) this.#drain();
+    else if (this.#state === State.RUNNING) {
+      this.#inflight.abortSignals();
+      this.#drain();
+    }
     return this.#closed;
   }
 
@@ -230,6 +258,7 @@ export class Session implements ConnHandler {
     this.#state = State.CLOSING;
     this.#clearHelloTimer();
     this.#writer.reset(); // ACKs waiting for the queued flush must not follow destroy().
+    this.#inflight.closeAll();
     this.#conn.destroy();
   }
 
@@ -294,6 +323,10 @@ export class Session implements ConnHandler {
     }
     this.#state = State.CLOSED;
     this.#clearHelloTimer();
+    this.#inflight.closeAll();
+    this.#writer.shrink(WRITER_KEEP_BYTES, WRITER_BYTES);
+    this.#scanner.release();
+    this.#fragments?.release();
     this.#resolveClosed();
   }
 
@@ -361,6 +394,12 @@ export class Session implements ConnHandler {
       this.#fragments = new Reassembly(this.#opts.maxReassembledSize);
     }
     const capabilities = caps.join(",");
+    this.#inflight.connection = {
+      engineId: hello.engineId,
+      remote: this.#conn.remote,
+      capabilities: Object.freeze(caps),
+      log: this.#log,
+    };
     writeAgentHello(this.#writer, { maxFrameSize: size, capabilities });
     this.#clearHelloTimer();
     this.#maxFrameSize = size;
@@ -408,45 +447,8 @@ export class Session implements ConnHandler {
     frameId: number | bigint,
   ): void {
     this.#notifies++;
-    const pending = this.#acquirePending(streamId, frameId);
-    const reader = this.#reader.reset(buf, start, end);
-    for (;;) {
-      try {
-        if (!reader.next()) break;
-      } catch (err) {
-        // A malformed message: the connection closes; this NOTIFY gets no ACK
-        // and must not count as in flight. Handlers already started keep the
-        // Pending, so only an idle one goes back to the pool.
-        if (pending.waiting === 0) {
-          this.#pendingPool.push(pending);
-        } else pending.late = true;
-        this.#settled();
-        throw err;
-      }
-      const handler = this.#agent.find(reader, buf);
-      if (handler === undefined) {
-        if (this.#log.debugEnabled) this.#log.debug(`no handler for message "${reader.name()}"`);
-        continue;
-      }
-      const message = this.#messagePool.pop() ?? new Message();
-      message.load(reader, buf);
-      let result: void | PromiseLike<void>;
-      try {
-        result = handler(message, pending.reply);
-      } catch (err) {
-        this.#handlerFailed(message, err);
-        this.#messagePool.push(message);
-        continue;
-      }
-      // `!= null`: a handler typed `void` may return anything, null included.
-      if (result != null && typeof result.then === "function") {
-        this.#await(pending, message, result);
-      } else {
-        this.#messagePool.push(message);
-      }
-    }
-    if (pending.waiting === 0) this.#complete(pending);
-    else if (this.#opts.handlerTimeout > 0) this.#armDeadline(pending);
+    if (++this.#inFlight >= this.#opts.maxInFlight) this.#updateReading();
+    this.#inflight.notify(buf, start, end, streamId, frameId);
     const limit = this.#opts.closeAfterFrames;
     if (limit > 0 && this.#notifies >= limit && this.#state === State.RUNNING) {
       if (this.#log.debugEnabled) this.#log.debug(`closing after ${limit} frames (-f)`);
@@ -454,83 +456,19 @@ export class Session implements ConnHandler {
     }
   }
 
-  // The closures of asynchronous handlers live in these two methods, not in
-  // #notify: a closure there would make the engine allocate a scope for every
-  // NOTIFY, synchronous ones included.
-
-  /** Waits for a handler's promise; the message is copied out of the read buffer first. */
-  #await(pending: Pending, message: Message, result: PromiseLike<void>): void {
-    message.detach();
-    pending.waiting++;
-    // Promise.resolve() settles once even for a thenable that calls back
-    // twice or throws from then().
-    Promise.resolve(result).then(
-      () => this.#handlerDone(pending, message),
-      (err: unknown) => {
-        this.#handlerFailed(message, err);
-        this.#handlerDone(pending, message);
-      },
-    );
-  }
-
-  #armDeadline(pending: Pending): void {
-    pending.deadline = this.#timers.setTimeout(
-      () => this.#deadline(pending),
-      this.#opts.handlerTimeout,
-    );
-  }
-
-  #handlerFailed(message: Message, err: unknown): void {
-    const detail = err instanceof Error ? (err.stack ?? err.message) : String(err);
-    this.#log.error(`handler for message "${message.name}" failed: ${detail}`);
-  }
-
-  #handlerDone(pending: Pending, message: Message): void {
-    this.#messagePool.push(message);
-    if (--pending.waiting > 0 || pending.late) return;
-    if (pending.deadline !== undefined) {
-      this.#timers.clearTimeout(pending.deadline);
-      pending.deadline = undefined;
-    }
-    this.#complete(pending);
-  }
-
-  /**
-   * Handlers outlived `handlerTimeout`: acknowledge now, without actions, so
-   * HAProxy is not left waiting. The Pending is abandoned rather than reused:
-   * the late handlers still hold its Reply.
-   */
-  #deadline(pending: Pending): void {
-    pending.deadline = undefined;
-    if (pending.waiting === 0 || pending.late) return;
-    pending.late = true;
-    this.#log.warn(
-      `handlers for NOTIFY ${pending.streamId}/${pending.frameId} did not finish within ${this.#opts.handlerTimeout} ms; acknowledged without actions`,
-    );
-    if (this.#state < State.CLOSING) {
-      this.#writeAck(pending.streamId, pending.frameId, undefined);
-      if (!this.#inData) this.#queueFlush();
-    }
-    this.#settled();
-  }
-
-  #complete(pending: Pending): void {
-    const delay = this.#opts.replyDelay;
-    if (delay > 0) this.#timers.setTimeout(() => this.#ack(pending), delay);
-    else this.#ack(pending);
-  }
-
-  #ack(pending: Pending): void {
-    if (this.#state < State.CLOSING) {
-      this.#writeAck(pending.streamId, pending.frameId, pending.reply);
-      if (!this.#inData) this.#queueFlush();
-    }
-    this.#pendingPool.push(pending);
-    this.#settled();
+  /** Writes the ACK of a NOTIFY whose handlers are done (or whose deadline passed). */
+  #writeAckOf(streamId: number | bigint, frameId: number | bigint, reply: ReplySlot | undefined) {
+    if (this.#state >= State.CLOSING) return;
+    this.#writeAck(streamId, frameId, reply);
+    if (!this.#inData) this.#queueFlush();
   }
 
   /** Writes one ACK frame (the actions must fit the negotiated frame size). */
-  #writeAck(streamId: number | bigint, frameId: number | bigint, reply: Reply | undefined): void {
+  #writeAck(
+    streamId: number | bigint,
+    frameId: number | bigint,
+    reply: ReplySlot | undefined,
+  ): void {
     const w = this.#writer;
     w.begin(FrameType.ACK, streamId, frameId);
     this.#actions(reply);
@@ -544,7 +482,7 @@ export class Session implements ConnHandler {
       w.end();
     }
     if (this.#log.debugEnabled) {
-      this.#log.debug(`-> ACK stream=${streamId} frame=${frameId} actions=${reply?.size ?? 0}`);
+      this.#log.debug(`-> ACK stream=${streamId} frame=${frameId} actions=${reply?.count ?? 0}`);
     }
   }
 
@@ -555,8 +493,8 @@ export class Session implements ConnHandler {
   }
 
   /** Writes an ACK's actions, padding an empty list unless allowed (§7.3). */
-  #actions(reply: Reply | undefined): void {
-    if (reply !== undefined && reply.size > 0) reply.writeTo(this.#writer);
+  #actions(reply: ReplySlot | undefined): void {
+    if (reply !== undefined && reply.count > 0) this.#writer.appendWriter(reply.writer);
     else if (!this.#opts.emptyAcks) this.#writer.unsetVar(VarScope.TXN, PADDING_NAME);
   }
 
@@ -636,7 +574,7 @@ export class Session implements ConnHandler {
       return;
     }
     this.#conn.write(w.buffer(), w.size);
-    w.reset();
+    w.shrink(WRITER_KEEP_BYTES, WRITER_BYTES);
     if (!this.#outputFull && this.#conn.queued > this.#opts.maxQueuedBytes) {
       this.#outputFull = true;
       this.#outputFullSince = this.#now();
@@ -647,7 +585,8 @@ export class Session implements ConnHandler {
   #updateReading(): void {
     if (this.#state >= State.CLOSING) return;
     const pause = this.#state === State.DRAINING || this.#outputFull ||
-      this.#inFlight >= this.#opts.maxInFlight;
+      this.#inFlight >= this.#opts.maxInFlight ||
+      this.#inflight.late >= this.#opts.maxLateHandlers;
     if (pause === this.#readPaused) return;
     this.#readPaused = pause;
     if (pause) this.#conn.pause();
@@ -656,17 +595,6 @@ export class Session implements ConnHandler {
       if (this.#partialSince >= 0) this.#partialSince = this.#now();
       this.#conn.resume();
     }
-  }
-
-  #acquirePending(streamId: number | bigint, frameId: number | bigint): Pending {
-    const pending = this.#pendingPool.pop() ?? new Pending();
-    pending.streamId = streamId;
-    pending.frameId = frameId;
-    pending.waiting = 0;
-    pending.late = false;
-    pending.reply.clear();
-    if (++this.#inFlight >= this.#opts.maxInFlight) this.#updateReading();
-    return pending;
   }
 
   #clearHelloTimer(): void {

@@ -233,6 +233,7 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
   const agent = ipReputation(config.seed === undefined ? {} : { seed: config.seed });
   const options = {
     ...config.session,
+    ...(config.reference === undefined ? {} : { reference: config.reference }),
     ...(config.maxConnections === undefined ? {} : { maxConnections: config.maxConnections }),
     log,
   };

@@ -22,10 +22,12 @@
  * @module
  */
 
-import { Agent, type Message, type Reply } from "../lib/handler.ts";
+import { Agent } from "../lib/handler.ts";
+import type { Message } from "../lib/message.ts";
+import type { Reply } from "../lib/reply.ts";
 import { ipReputation, seededScore } from "../lib/iprep.ts";
 import { createLogger, Level } from "../lib/log.ts";
-import { DEFAULT_SESSION_OPTIONS, Session, type SessionOptions } from "../lib/session.ts";
+import { DEFAULT_SESSION_OPTIONS, Session, type SessionConfig } from "../lib/session.ts";
 import {
   DataType,
   decodeDisconnect,
@@ -362,7 +364,7 @@ export interface FuzzCase {
   index: number;
   /** The seed all of the case's randomness derives from. */
   caseSeed: number;
-  options: SessionOptions;
+  options: SessionConfig;
   /** The bytes HAProxy "sends". */
   input: Uint8Array;
   /** Sizes of the reads, in order; they add up to `input.length`. */
@@ -382,7 +384,7 @@ export interface FuzzCase {
 const HANDLED = ["fuzz-a", "fuzz-b", "fuzz-c"] as const;
 const IP_MESSAGE = "check-client-ip";
 
-function genOptions(r: Rng): SessionOptions {
+function genOptions(r: Rng): SessionConfig {
   return {
     ...DEFAULT_SESSION_OPTIONS,
     maxFrameSize: r.chance(0.6)
@@ -400,6 +402,7 @@ function genOptions(r: Rng): SessionOptions {
     maxReassembledSize: r.chance(0.3) ? r.range(256, 4096) : r.pick([65536, 1 << 20]),
     handlerTimeout: r.pick([50, 50, 0, 1, r.range(1, 200)]),
     frameTimeout: r.pick([5000, 1, 100, r.range(1, 10000)]),
+    maxLateHandlers: r.chance(0.2) ? r.range(1, 3) : 1024,
   };
 }
 
@@ -548,14 +551,14 @@ class StreamGen {
   fragmentation = false;
   healthcheck = false;
   readonly #r: Rng;
-  readonly #o: SessionOptions;
+  readonly #o: SessionConfig;
   readonly #ipSeed: number;
   readonly #keys = new Set<string>();
   #style: "2x" | "3x" | "64" = "3x";
   #stream: bigint = 1n;
   #frame: bigint = 1n;
 
-  constructor(r: Rng, options: SessionOptions, ipSeed: number) {
+  constructor(r: Rng, options: SessionConfig, ipSeed: number) {
     this.#r = r;
     this.#o = options;
     this.#ipSeed = ipSeed;
@@ -837,7 +840,7 @@ function norm(v: bigint): number | bigint {
 }
 
 /** Structure-aware mutation of one piece; returns a note. */
-function mutatePiece(r: Rng, p: Piece, o: SessionOptions, negotiated: number): string {
+function mutatePiece(r: Rng, p: Piece, o: SessionConfig, negotiated: number): string {
   const fix = () => {
     if (r.chance(0.8)) fixLength(p);
   };
@@ -1535,7 +1538,7 @@ function snapshot(message: Message): string {
     const a = message.arg(i)!;
     const v = a.value();
     parts.push(
-      `${a.name()}:${a.type}:${
+      `${a.name}:${a.type}:${
         v instanceof Uint8Array ? toHex(v) : typeof v === "bigint" ? `${v}n` : String(v)
       }:${a.text()}`,
     );
@@ -1548,6 +1551,7 @@ function readAll(message: Message): void {
   for (let i = -1; i <= message.size; i++) {
     message.ip(i);
     message.int(i);
+    message.bigint(i);
     message.string(i);
     message.binary(i);
     message.boolean(i);
@@ -1577,8 +1581,24 @@ function addVars(r: Rng, reply: Reply, count: number, big: boolean): void {
   }
 }
 
-function fuzzHandler(ctl: Control): (message: Message, reply: Reply) => void | PromiseLike<void> {
-  return (message, reply) => {
+/** What a late use of a handle throws. */
+const LATE_USE = /its NOTIFY was already acknowledged/;
+
+/**
+ * The body of every fuzz handler. `plain` is true for the plain-function
+ * handlers, whose message and reply are sealed when they return: their
+ * promise-returning branches are refused by the session, and every use of
+ * the handles after an `await` must throw. An `async` handler's handles stay
+ * valid until its NOTIFY is acknowledged (or its deadline passed), and must
+ * read the same message throughout.
+ */
+function fuzzBody(
+  ctl: Control,
+  message: Message,
+  reply: Reply,
+  plain: boolean,
+): void | PromiseLike<void> {
+  {
     ctl.handlerCalls++;
     const r = ctl.r;
     const u = ctl.plain ? 1 : r.float();
@@ -1604,6 +1624,7 @@ function fuzzHandler(ctl: Control): (message: Message, reply: Reply) => void | P
       ctl.deferreds.push(d);
       return (async () => {
         await d.promise;
+        let sealed = false;
         try {
           const after = snapshot(message);
           if (after !== before) {
@@ -1613,9 +1634,20 @@ function fuzzHandler(ctl: Control): (message: Message, reply: Reply) => void | P
             );
           }
         } catch (err) {
-          ctl.fail("message-api", `Message read after await threw: ${String(err)}`);
+          sealed = err instanceof Error && LATE_USE.test(err.message);
+          if (!sealed) ctl.fail("message-api", `Message read after await threw: ${String(err)}`);
         }
-        addVars(r, reply, r.int(3), false);
+        if (plain && !sealed) {
+          ctl.fail("lifetime", "a plain handler's message was readable after it returned");
+        }
+        const count = r.int(3);
+        try {
+          addVars(r, reply, count, false);
+          if (sealed && count > 0) ctl.fail("lifetime", "a sealed reply took an action");
+        } catch (err) {
+          if (!(err instanceof Error && LATE_USE.test(err.message))) throw err;
+          if (!sealed) ctl.fail("lifetime", "a reply was sealed while its message was not");
+        }
         if (r.chance(0.1)) throw new Error("late failure");
       })();
     }
@@ -1641,12 +1673,22 @@ function fuzzHandler(ctl: Control): (message: Message, reply: Reply) => void | P
     }
     if (u < 0.9) return void queueMicrotask(() => ctl.stop("shutdown"));
     if (u < 0.903) return void queueMicrotask(() => ctl.stop("abort"));
-  };
+  }
+}
+
+function plainHandler(ctl: Control): (message: Message, reply: Reply) => void | PromiseLike<void> {
+  return (message, reply) => fuzzBody(ctl, message, reply, true);
+}
+
+function asyncHandler(ctl: Control): (message: Message, reply: Reply) => Promise<void> {
+  return async (message, reply) => await fuzzBody(ctl, message, reply, false);
 }
 
 function buildAgent(c: FuzzCase, ctl: Control): Agent {
   const agent = ipReputation({ seed: c.ipSeed });
-  for (const name of HANDLED) agent.on(name, fuzzHandler(ctl));
+  agent.on(HANDLED[0], plainHandler(ctl));
+  agent.on(HANDLED[1], plainHandler(ctl));
+  agent.on(HANDLED[2], asyncHandler(ctl));
   return agent;
 }
 
@@ -2382,7 +2424,7 @@ export async function reproduce(c: FuzzCase, budget = 600): Promise<Reproduction
   return best;
 }
 
-function optionsText(o: SessionOptions): string {
+function optionsText(o: SessionConfig): string {
   return JSON.stringify(o);
 }
 

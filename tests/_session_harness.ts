@@ -10,9 +10,10 @@ import type { Conn, ConnHandler } from "../lib/conn.ts";
 import { createLogger, Level, type Logger } from "../lib/log.ts";
 import type { Agent } from "../lib/handler.ts";
 import {
+  DEFAULT_REFERENCE_KNOBS,
   DEFAULT_SESSION_OPTIONS,
   Session,
-  type SessionOptions,
+  type SessionConfig,
   type Timers,
 } from "../lib/session.ts";
 import {
@@ -208,7 +209,7 @@ export interface Harness {
   /** Every log line (debug included). */
   lines: string[];
   log: Logger;
-  options: SessionOptions;
+  options: SessionConfig;
 }
 
 /**
@@ -221,14 +222,18 @@ export interface Harness {
  */
 export function startSession(
   agent: Agent,
-  options: Partial<SessionOptions> = {},
+  options: Partial<SessionConfig> = {},
   level: Level = Level.DEBUG,
 ): Harness {
   const conn = new FakeConn();
   const timers = new FakeTimers();
   const lines: string[] = [];
   const log = createLogger({ level, sink: (line) => lines.push(line), now: () => new Date(0) });
-  const full: SessionOptions = { ...DEFAULT_SESSION_OPTIONS, ...options };
+  const full: SessionConfig = {
+    ...DEFAULT_SESSION_OPTIONS,
+    ...DEFAULT_REFERENCE_KNOBS,
+    ...options,
+  };
   const session = new Session(conn, agent, full, log, timers);
   conn.handler = session;
   return { conn, session, timers, lines, log, options: full };

@@ -10,6 +10,9 @@ import {
   type Value,
   VarScope,
 } from "../lib/mod.ts";
+import { findHandler } from "../lib/handler.ts";
+import { bindMessage, MessageSlot } from "../lib/message.ts";
+import { bindReply, ReplySlot, replySlot } from "../lib/reply.ts";
 import { ActionReader, ActionType, FrameWriter, MessageReader } from "../lib/spop.ts";
 import { hex, toHex } from "./_hex.ts";
 
@@ -25,13 +28,27 @@ function messages(list: [name: string, args: ArgSpec[]][]): Uint8Array {
   return w.take();
 }
 
-/** Loads the first message of `buf` into a new Message. */
-function load(buf: Uint8Array): Message {
+/** Loads the first message of `buf` into a new slot, and a Message armed on it. */
+function loadSlot(buf: Uint8Array): { message: Message; slot: MessageSlot } {
   const reader = new MessageReader().reset(buf, 0, buf.length);
   assert.ok(reader.next());
+  const slot = new MessageSlot();
+  slot.load(reader, buf);
   const message = new Message();
-  message.load(reader, buf);
-  return message;
+  bindMessage(message, slot);
+  return { message, slot };
+}
+
+/** Loads the first message of `buf` into a new Message (armed, as during a handler call). */
+function load(buf: Uint8Array): Message {
+  return loadSlot(buf).message;
+}
+
+/** A Reply armed on a slot of its own, as during a handler call. */
+function newReply(): Reply {
+  const reply = new Reply();
+  bindReply(reply, new ReplySlot());
+  return reply;
 }
 
 interface Decoded {
@@ -44,7 +61,7 @@ interface Decoded {
 
 /** Decodes a reply's actions with the codec's ActionReader. */
 function actions(reply: Reply): Decoded[] {
-  const buf = reply.bytes();
+  const buf = replySlot(reply)!.writer.bytes();
   const reader = new ActionReader().reset(buf, 0, buf.length);
   const out: Decoded[] = [];
   while (reader.next()) {
@@ -96,7 +113,7 @@ test("Agent.on() registers handlers by name and replaces an earlier one", () => 
   const buf = messages([["check", []], ["other", []], ["unknown", []], ["chec", []]]);
   const reader = new MessageReader().reset(buf, 0, buf.length);
   const found: (Handler | undefined)[] = [];
-  while (reader.next()) found.push(agent.find(reader, buf));
+  while (reader.next()) found.push(findHandler(agent, reader, buf)?.fn);
   assert.equal(found.length, 4);
   assert.equal(found[0], second);
   assert.equal(found[1], other);
@@ -131,13 +148,18 @@ test("Message.ip() reads IPv4 and IPv6 by position and name", () => {
   assert.equal(m.ip(-1), undefined);
 });
 
-test("Message.int() reads every integer type, as a bigint beyond 2^53-1", () => {
+test("Message.int() reads every integer type as a number, bigint() beyond 2^53-1 too", () => {
   const m = sample();
   assert.equal(m.int(2), -42);
   assert.equal(m.int("n"), -42);
-  assert.equal(m.int("big"), 2n ** 64n - 1n);
+  assert.equal(m.int("big"), undefined, "not exact as a number");
+  assert.equal(m.bigint("big"), 2n ** 64n - 1n);
   assert.equal(m.int("i32"), 7);
-  assert.equal(m.int("huge"), 2n ** 53n);
+  assert.equal(m.bigint("i32"), 7n);
+  assert.equal(m.bigint("n"), -42n);
+  assert.equal(m.int("huge"), undefined);
+  assert.equal(m.bigint("huge"), 2n ** 53n);
+  assert.equal(m.bigint("s"), undefined);
   assert.equal(m.int("s"), undefined);
   assert.equal(m.int("t"), undefined);
   assert.equal(m.int("nul"), undefined);
@@ -179,16 +201,16 @@ test("Message.boolean() and Message.isNull() read BOOL and NULL", () => {
 test("Message.arg() exposes the type and the argument name", () => {
   const m = sample();
   assert.equal(m.arg("big")?.type, DataType.UINT64);
-  assert.equal(m.arg(0)?.name(), "ip");
-  assert.equal(m.arg(1)?.name(), "");
+  assert.equal(m.arg(0)?.name, "ip");
+  assert.equal(m.arg(1)?.name, "");
   assert.equal(m.arg("missing"), undefined);
 });
 
-test("Message.detach() keeps the values after the source buffer is overwritten", () => {
+test("MessageSlot.detach() keeps the values after the source buffer is overwritten", () => {
   const buf = messages([["check", ARGS]]);
   const shared = load(buf);
-  const detached = load(buf);
-  detached.detach();
+  const { message: detached, slot } = loadSlot(buf);
+  slot.detach();
   buf.fill(0xee);
   // Without detach the message reads the overwritten bytes.
   assert.notEqual(shared.string("s"), "héllo");
@@ -197,7 +219,7 @@ test("Message.detach() keeps the values after the source buffer is overwritten",
   assert.equal(detached.ip("ip"), "192.168.1.10");
   assert.equal(detached.ip(1), "2001:db8::1");
   assert.equal(detached.int("n"), -42);
-  assert.equal(detached.int("big"), 2n ** 64n - 1n);
+  assert.equal(detached.bigint("big"), 2n ** 64n - 1n);
   assert.equal(detached.string("s"), "héllo");
   assert.deepEqual(detached.binary("b"), new Uint8Array([0, 1, 255]));
   assert.equal(detached.boolean("t"), true);
@@ -205,7 +227,7 @@ test("Message.detach() keeps the values after the source buffer is overwritten",
   assert.equal(detached.isNull("nul"), true);
 });
 
-test("Message.detach() copies only the message, from a buffer holding others", () => {
+test("MessageSlot.detach() copies only the message, from a buffer holding others", () => {
   const buf = messages([["first", [["x", DataType.STRING, "one"]]], ["second", [[
     "y",
     DataType.STRING,
@@ -214,9 +236,11 @@ test("Message.detach() copies only the message, from a buffer holding others", (
   const reader = new MessageReader().reset(buf, 0, buf.length);
   assert.ok(reader.next());
   assert.ok(reader.next());
+  const slot = new MessageSlot();
+  slot.load(reader, buf);
+  slot.detach();
   const message = new Message();
-  message.load(reader, buf);
-  message.detach();
+  bindMessage(message, slot);
   buf.fill(0);
   assert.equal(message.name, "second");
   assert.equal(message.string("y"), "two");
@@ -240,7 +264,7 @@ test("Reply.setVar() infers the type from the value", () => {
   ];
   for (const [value, type, decoded] of cases) {
     const label = typeof value === "bigint" ? `${value}n` : String(value);
-    const [dataType, got] = onlySetVar(new Reply().setVar("txn", "v", value));
+    const [dataType, got] = onlySetVar(newReply().setVar("txn", "v", value));
     assert.equal(dataType, type, label);
     assert.deepEqual(got, decoded, label);
   }
@@ -261,22 +285,25 @@ test("Reply.setVar() encodes an explicit type, addresses from text or bytes", ()
     [1, DataType.NULL, null],
   ];
   for (const [value, type, decoded] of cases) {
-    const [dataType, got] = onlySetVar(new Reply().setVar("sess", "v", value, type));
+    const [dataType, got] = onlySetVar(newReply().setVar("sess", "v", value, type));
     assert.equal(dataType, type, `${value} as ${type}`);
     assert.deepEqual(got, decoded, `${value} as ${type}`);
   }
 });
 
 test("Reply.setVar() writes the bytes of spop.md §12.3", () => {
-  const reply = new Reply().setVar("sess", "ip_score", 42, DataType.UINT32);
-  assert.equal(toHex(reply.bytes()), toHex(hex("01 03 01 08 69 70 5f 73 63 6f 72 65 03 2a")));
+  const reply = newReply().setVar("sess", "ip_score", 42, DataType.UINT32);
+  assert.equal(
+    toHex(replySlot(reply)!.writer.bytes()),
+    toHex(hex("01 03 01 08 69 70 5f 73 63 6f 72 65 03 2a")),
+  );
   assert.equal(reply.size, 1);
 });
 
 test("Reply accepts all five scopes by name and by VarScope number", () => {
   const names = ["proc", "sess", "txn", "req", "res"] as const;
   const numbers = [VarScope.PROC, VarScope.SESS, VarScope.TXN, VarScope.REQ, VarScope.RES];
-  const reply = new Reply();
+  const reply = newReply();
   for (const name of names) reply.setVar(name, `by_${name}`, 1);
   for (const n of numbers) reply.setVar(n, `by_${n}`, 1);
   for (const name of names) reply.unsetVar(name, `un_${name}`);
@@ -292,12 +319,12 @@ test("Reply accepts all five scopes by name and by VarScope number", () => {
   ]);
 });
 
-test("Reply.clear() removes every action", () => {
-  const reply = new Reply().setVar("txn", "a", 1).unsetVar("txn", "b");
+test("ReplySlot.clear() removes every action", () => {
+  const reply = newReply().setVar("txn", "a", 1).unsetVar("txn", "b");
   assert.equal(reply.size, 2);
-  reply.clear();
+  replySlot(reply)!.clear();
   assert.equal(reply.size, 0);
-  assert.equal(reply.bytes().length, 0);
+  assert.equal(replySlot(reply)!.writer.bytes().length, 0);
   reply.setVar("txn", "c", true);
   assert.deepEqual(actions(reply).map((a) => a.name), ["c"]);
 });
@@ -306,12 +333,12 @@ test("Reply rejects a bad scope with a TypeError", () => {
   const bad: unknown[] = ["global", "PROC", "", 5, -1, 1.5, Number.NaN];
   for (const scope of bad) {
     assert.throws(
-      () => new Reply().setVar(scope as VarScope, "v", 1),
+      () => newReply().setVar(scope as VarScope, "v", 1),
       TypeError,
       `setVar ${String(scope)}`,
     );
     assert.throws(
-      () => new Reply().unsetVar(scope as VarScope, "v"),
+      () => newReply().unsetVar(scope as VarScope, "v"),
       TypeError,
       `unsetVar ${String(scope)}`,
     );
@@ -320,10 +347,10 @@ test("Reply rejects a bad scope with a TypeError", () => {
 
 test("Reply rejects a bad variable name with a TypeError", () => {
   for (const name of ["", "a-b", "ip score", "é", "a/b", "a:b"]) {
-    assert.throws(() => new Reply().setVar("txn", name, 1), TypeError, JSON.stringify(name));
-    assert.throws(() => new Reply().unsetVar("txn", name), TypeError, JSON.stringify(name));
+    assert.throws(() => newReply().setVar("txn", name, 1), TypeError, JSON.stringify(name));
+    assert.throws(() => newReply().unsetVar("txn", name), TypeError, JSON.stringify(name));
   }
-  assert.equal(new Reply().setVar("txn", "Az09._", 1).size, 1);
+  assert.equal(newReply().setVar("txn", "Az09._", 1).size, 1);
 });
 
 test("Reply rejects a value that does not suit the type with a TypeError", () => {
@@ -338,7 +365,7 @@ test("Reply rejects a value that does not suit the type with a TypeError", () =>
     [5, DataType.STRING],
   ];
   for (const [value, type] of cases) {
-    assert.throws(() => new Reply().setVar("txn", "v", value, type), TypeError, `${value}/${type}`);
+    assert.throws(() => newReply().setVar("txn", "v", value, type), TypeError, `${value}/${type}`);
   }
 });
 
@@ -359,30 +386,33 @@ test("Reply rejects an integer outside its type's range with a RangeError", () =
   ];
   for (const [value, type] of cases) {
     assert.throws(
-      () => new Reply().setVar("txn", "v", value, type),
+      () => newReply().setVar("txn", "v", value, type),
       RangeError,
       `${value} as ${type ?? "inferred"}`,
     );
   }
   // The limits themselves fit.
-  assert.equal(new Reply().setVar("txn", "v", 2 ** 32 - 1, DataType.UINT32).size, 1);
-  assert.equal(new Reply().setVar("txn", "v", -(2 ** 31), DataType.INT32).size, 1);
-  assert.equal(new Reply().setVar("txn", "v", -(2n ** 63n)).size, 1);
+  assert.equal(newReply().setVar("txn", "v", 2 ** 32 - 1, DataType.UINT32).size, 1);
+  assert.equal(newReply().setVar("txn", "v", -(2 ** 31), DataType.INT32).size, 1);
+  assert.equal(newReply().setVar("txn", "v", -(2n ** 63n)).size, 1);
 });
 
 test("Reply.setVar() refuses object keys that are not scopes", () => {
   for (const scope of ["toString", "constructor", "hasOwnProperty", "__proto__", "SESS", ""]) {
-    assert.throws(() => new Reply().setVar(scope as Scope, "x", 1), TypeError, scope);
-    assert.throws(() => new Reply().unsetVar(scope as Scope, "x"), TypeError, scope);
+    assert.throws(() => newReply().setVar(scope as Scope, "x", 1), TypeError, scope);
+    assert.throws(() => newReply().unsetVar(scope as Scope, "x"), TypeError, scope);
   }
-  assert.throws(() => new Reply().setVar(5 as VarScope, "x", 1), TypeError);
+  assert.throws(() => newReply().setVar(5 as VarScope, "x", 1), TypeError);
 });
 
 test("Reply.setVar() leaves no partial action behind when a value is refused", () => {
-  const reply = new Reply().setVar("sess", "a", 1);
+  const reply = newReply().setVar("sess", "a", 1);
   assert.throws(() => reply.setVar("sess", "b", -1, DataType.UINT32), RangeError);
   assert.throws(() => reply.setVar("sess", "b", "1.2.3", DataType.IPV4), TypeError);
   reply.setVar("sess", "c", 2);
   assert.equal(reply.size, 2);
-  assert.equal(toHex(reply.bytes()), "01 03 01 01 61 04 01 01 03 01 01 63 04 02");
+  assert.equal(
+    toHex(replySlot(reply)!.writer.bytes()),
+    "01 03 01 01 61 04 01 01 03 01 01 63 04 02",
+  );
 });

@@ -28,25 +28,31 @@ const LAYERS: readonly (readonly [pattern: string, layer: number])[] = [
   ["lib/_fragments.ts", 1],
   ["lib/framer.ts", 1],
   ["lib/spop.ts", 1],
-  // L2–L3: handler API and the per-connection state machine
-  ["lib/handler.ts", 2],
-  ["lib/session.ts", 3],
-  // L4–L6: runtime adapters (the only place for Deno.* / Bun.*) and the server
-  ["lib/runtime/deno.ts", 4],
-  ["lib/runtime/bun.ts", 4],
-  ["lib/runtime/node.ts", 4],
-  ["lib/runtime/mod.ts", 5],
-  ["lib/server.ts", 6],
-  // L7: the public API
-  ["lib/mod.ts", 7],
-  // L8: built on the public API; the command line
-  ["lib/iprep.ts", 8],
-  ["lib/cli.ts", 8],
-  // L9: the worker pool and its workers (which run the IP-reputation agent)
-  ["lib/pool.ts", 9],
-  ["lib/worker.ts", 9],
-  // L10: the entry point, the only place that exits
-  ["main.ts", 10],
+  // L2: what handlers touch (message, reply, context handles); L3: the handler API
+  ["lib/message.ts", 2],
+  ["lib/reply.ts", 2],
+  ["lib/context.ts", 2],
+  ["lib/handler.ts", 3],
+  // L4: the per-connection state machine and its NOTIFYs in flight; L5: option checks
+  ["lib/_inflight.ts", 4],
+  ["lib/session.ts", 4],
+  ["lib/options.ts", 5],
+  // L6–L8: runtime adapters (the only place for Deno.* / Bun.*) and the server
+  ["lib/runtime/deno.ts", 6],
+  ["lib/runtime/bun.ts", 6],
+  ["lib/runtime/node.ts", 6],
+  ["lib/runtime/mod.ts", 7],
+  ["lib/server.ts", 8],
+  // L9: the public API
+  ["lib/mod.ts", 9],
+  // L10: built on the public API; the command line
+  ["lib/iprep.ts", 10],
+  ["lib/cli.ts", 10],
+  // L11: the worker pool and its workers (which run the IP-reputation agent)
+  ["lib/pool.ts", 11],
+  ["lib/worker.ts", 11],
+  // L12: the entry point, the only place that exits
+  ["main.ts", 12],
 ];
 
 /** Files that any file of the same layer may import. */
@@ -59,7 +65,7 @@ const SAME_LAYER_TARGETS: readonly string[] = ["lib/_*.ts", "lib/errors.ts"];
 const ALLOWED_EDGES: readonly string[] = ["lib/spop.ts -> lib/framer.ts"];
 
 /** Files in these layers must not touch runtime globals. */
-const MAX_PORTABLE_LAYER = 3;
+const MAX_PORTABLE_LAYER = 5;
 
 // ---------------------------------------------------------------------------
 
@@ -290,7 +296,7 @@ test("layering allows only relative and node: import specifiers", () => {
   assert.deepEqual(real.bare, []);
 });
 
-test("layering keeps Deno. and Bun. out of layers 0 to 2", () => {
+test("layering keeps Deno. and Bun. out of layers 0 to 5", () => {
   assert.deepEqual(real.runtime, []);
 });
 
@@ -338,7 +344,7 @@ test("checkLayering() reports each kind of violation", () => {
     imports: [
       "lib/errors.ts (L0) -> lib/_varint.ts (L1): upward import",
       "lib/framer.ts -> lib/spop.ts: same-layer import of a non-helper (L1)",
-      "lib/session.ts (L3) -> lib/server.ts (L6): upward import",
+      "lib/session.ts (L4) -> lib/server.ts (L8): upward import",
       "lib/session.ts -> lib/_nope.ts: not in the layer table",
       "lib/session.ts -> lib/log.ts: no such file",
       "lib/session.ts: import(name) is not a literal",

@@ -217,8 +217,6 @@ const CONFIG: WorkerConfig = {
     pipelining: true,
     async: false,
     fragmentation: false,
-    replyDelay: 0,
-    closeAfterFrames: 0,
   },
 };
 

@@ -1,0 +1,419 @@
+/**
+ * The NOTIFYs of one connection while their handlers run: which handler each
+ * message goes to, the handles handlers get, deadlines, signals, and the
+ * handlers that outlive their NOTIFY. The session owns the wire; this module
+ * owns handler lifetimes.
+ *
+ * Handles (message, reply, context) are sealed when their NOTIFY is done, so
+ * that nothing kept by a handler reaches another NOTIFY:
+ *
+ * - a plain function gets the connection's pooled handles, armed for the
+ *   duration of the call only (no allocation per NOTIFY);
+ * - an `async` function gets handles of its own, sealed when its NOTIFY is
+ *   acknowledged (or abandoned: deadline, close).
+ *
+ * @module
+ */
+
+import { bindContext, type ConnectionInfo, Context, type ContextSlot } from "./context.ts";
+import { findHandler, type HandlerEntry } from "./handler.ts";
+import type { Agent } from "./handler.ts";
+import type { Logger } from "./log.ts";
+import { bindMessage, Message, MessageSlot } from "./message.ts";
+import { bindReply, Reply, ReplySlot } from "./reply.ts";
+import { MessageReader } from "./spop.ts";
+
+/** Timer functions; injectable for tests. */
+export interface Timers {
+  /** Calls `fn` after `ms` milliseconds; returns a handle. */
+  setTimeout(fn: () => void, ms: number): unknown;
+  /** Cancels a handle from `setTimeout`. */
+  clearTimeout(handle: unknown): void;
+  /** The current time in milliseconds; `Date.now` by default. */
+  clock?(): number;
+}
+
+/** What the session does for its NOTIFYs. */
+export interface InFlightHost {
+  /** Writes the ACK of a NOTIFY; `reply` undefined for one without actions. */
+  ack(streamId: number | bigint, frameId: number | bigint, reply: ReplySlot | undefined): void;
+  /** A NOTIFY left the in-flight count (acknowledged, or abandoned). */
+  settled(): void;
+  /** The number of late handlers changed across the bound (reading may pause or resume). */
+  lateChanged(): void;
+  /** Whether NOTIFYs can still be answered (false once closing). */
+  readonly open: boolean;
+}
+
+/** How NOTIFYs are handled. */
+export interface InFlightOptions {
+  /** Milliseconds before a NOTIFY is acknowledged without its handlers; 0 never. */
+  handlerTimeout: number;
+  /** Milliseconds to hold each ACK back (`-t`). */
+  replyDelay: number;
+  /** Late handlers (still running after their NOTIFY) at which reading pauses. */
+  maxLateHandlers: number;
+}
+
+/** One NOTIFY waiting for its handlers; reused once done. */
+class Pending implements ContextSlot {
+  streamId: number | bigint = 0;
+  frameId: number | bigint = 0;
+  /** Bumped each time the NOTIFY is done: a handler settling later sees another number. */
+  gen = 0;
+  /** Handlers that have not finished. */
+  waiting = 0;
+  /** The handler deadline's timer. */
+  deadline: unknown = undefined;
+  /** The `-t` delay's timer. */
+  delay: unknown = undefined;
+  /** Where it is in the active list, or -1. */
+  index = -1;
+  controller: AbortController | undefined = undefined;
+  connection!: ConnectionInfo;
+  readonly reply = new ReplySlot();
+  /** One slot per handled message of the NOTIFY; `used` of them are in use. */
+  readonly messages: MessageSlot[] = [];
+  used = 0;
+  /** Handles given to `async` handlers: sealed when the NOTIFY is done. */
+  readonly issuedMessages: Message[] = [];
+  readonly issuedReplies: Reply[] = [];
+  readonly issuedContexts: Context[] = [];
+
+  signal(): AbortSignal {
+    this.controller ??= new AbortController();
+    return this.controller.signal;
+  }
+
+  nextSlot(): MessageSlot {
+    if (this.used === this.messages.length) this.messages.push(new MessageSlot());
+    return this.messages[this.used++]!;
+  }
+}
+
+/** The NOTIFYs of one connection. */
+export class InFlight {
+  readonly #agent: Agent;
+  readonly #host: InFlightHost;
+  readonly #opts: InFlightOptions;
+  readonly #log: Logger;
+  readonly #timers: Timers;
+  readonly #reader = new MessageReader();
+  readonly #pool: Pending[] = [];
+  readonly #active: Pending[] = [];
+  /** The handles of plain-function calls, armed during a call only. */
+  readonly #message = new Message();
+  readonly #reply = new Reply();
+  readonly #context = new Context();
+  #connection: ConnectionInfo | undefined;
+  /** Handlers still running after their NOTIFY was done (deadline or close). */
+  #late = 0;
+
+  constructor(
+    agent: Agent,
+    host: InFlightHost,
+    options: InFlightOptions,
+    log: Logger,
+    timers: Timers,
+  ) {
+    this.#agent = agent;
+    this.#host = host;
+    this.#opts = options;
+    this.#log = log;
+    this.#timers = timers;
+  }
+
+  /** Handlers still running after their NOTIFY was acknowledged at the deadline, or abandoned. */
+  get late(): number {
+    return this.#late;
+  }
+
+  /** Timers armed for NOTIFYs (deadlines and `-t` delays). */
+  get armedTimers(): number {
+    let n = 0;
+    for (const p of this.#active) {
+      n += (p.deadline !== undefined ? 1 : 0) + (p.delay !== undefined ? 1 : 0);
+    }
+    return n;
+  }
+
+  /**
+   * What handlers' contexts tell about the connection (set after the HELLO).
+   *
+   * @param info The connection's details.
+   */
+  set connection(info: ConnectionInfo) {
+    this.#connection = info;
+  }
+
+  /**
+   * Runs the handlers of one NOTIFY's messages.
+   *
+   * @param buf The bytes holding the payload.
+   * @param start Where the LIST-OF-MESSAGES starts.
+   * @param end Where it ends.
+   * @param streamId The NOTIFY's stream-id.
+   * @param frameId The NOTIFY's frame-id.
+   * @throws {SpopError} For a malformed message: the NOTIFY is abandoned.
+   */
+  notify(
+    buf: Uint8Array,
+    start: number,
+    end: number,
+    streamId: number | bigint,
+    frameId: number | bigint,
+  ): void {
+    const pending = this.#acquire(streamId, frameId);
+    const reader = this.#reader.reset(buf, start, end);
+    for (;;) {
+      try {
+        if (!reader.next()) break;
+      } catch (err) {
+        this.#abandon(pending, undefined);
+        throw err;
+      }
+      const entry = findHandler(this.#agent, reader, buf);
+      if (entry === undefined) {
+        if (this.#log.debugEnabled) this.#log.debug(`no handler for message "${reader.name()}"`);
+        continue;
+      }
+      const slot = pending.nextSlot();
+      slot.load(reader, buf);
+      if (entry.async) this.#callAsync(pending, entry, slot);
+      else this.#callPlain(pending, entry, slot);
+    }
+    if (pending.waiting === 0) this.#complete(pending);
+    else if (this.#opts.handlerTimeout > 0) this.#armDeadline(pending);
+  }
+
+  /**
+   * Aborts the signals of every NOTIFY in flight (the agent is stopping);
+   * their handlers may still finish and be acknowledged.
+   */
+  abortSignals(): void {
+    for (const p of this.#active) {
+      p.controller?.abort(new DOMException("the agent is stopping", "AbortError"));
+    }
+  }
+
+  /**
+   * The connection closed: every NOTIFY in flight is abandoned quietly (no
+   * ACK, no log), its timers cleared, its signal aborted and its handles
+   * sealed. Handlers still running are counted as late until they settle.
+   */
+  closeAll(): void {
+    const reason = new DOMException("the connection closed", "AbortError");
+    while (this.#active.length > 0) this.#abandon(this.#active[this.#active.length - 1]!, reason);
+  }
+
+  #callPlain(pending: Pending, entry: HandlerEntry, slot: MessageSlot): void {
+    const message = this.#message;
+    const reply = this.#reply;
+    const context = this.#context;
+    bindMessage(message, slot);
+    bindReply(reply, pending.reply);
+    bindContext(context, pending);
+    let result: void | PromiseLike<void>;
+    try {
+      result = entry.fn(message, reply, context);
+    } catch (err) {
+      this.#failed(entry, err);
+      return;
+    } finally {
+      bindMessage(message, null);
+      bindReply(reply, null);
+      bindContext(context, null);
+    }
+    // `!= null`: a handler typed `void` may return anything, null included.
+    if (result != null && typeof result.then === "function") this.#refuse(entry, result);
+  }
+
+  /** A plain function returned a promise: its handles are sealed already, so it cannot answer. */
+  #refuse(entry: HandlerEntry, result: PromiseLike<void>): void {
+    Promise.resolve(result).then(undefined, () => {});
+    if (entry.refused) return;
+    entry.refused = true;
+    this.#log.error(
+      `handler for message "${entry.name}" returned a promise but is not an async function: ` +
+        `its message, reply and context are valid during the call only, so what it does ` +
+        `later is lost; declare it async`,
+    );
+  }
+
+  #callAsync(pending: Pending, entry: HandlerEntry, slot: MessageSlot): void {
+    const message = new Message();
+    const reply = new Reply();
+    bindMessage(message, slot);
+    bindReply(reply, pending.reply);
+    pending.issuedMessages.push(message);
+    pending.issuedReplies.push(reply);
+    let context: Context | undefined;
+    if (entry.wantsContext) {
+      context = new Context();
+      bindContext(context, pending);
+      pending.issuedContexts.push(context);
+    }
+    let result: void | PromiseLike<void>;
+    try {
+      result = entry.fn(message, reply, context as Context);
+    } catch (err) {
+      this.#failed(entry, err);
+      return;
+    }
+    if (result == null || typeof result.then !== "function") return;
+    // The handler's synchronous part read the read buffer; the rest reads a copy.
+    slot.detach();
+    pending.waiting++;
+    const gen = pending.gen;
+    // Promise.resolve() settles once even for a thenable that calls back twice.
+    Promise.resolve(result).then(
+      () => this.#handlerDone(pending, gen, entry, false, undefined),
+      (err: unknown) => this.#handlerDone(pending, gen, entry, true, err),
+    );
+  }
+
+  #handlerDone(
+    pending: Pending,
+    gen: number,
+    entry: HandlerEntry,
+    failed: boolean,
+    err: unknown,
+  ): void {
+    if (pending.gen !== gen) {
+      // Its NOTIFY is gone: acknowledged at the deadline, or the connection closed.
+      const atBound = this.#late-- === this.#bound();
+      if (failed && this.#host.open && this.#log.debugEnabled) {
+        this.#log.debug(`late handler for message "${entry.name}" failed: ${describe(err)}`);
+      }
+      if (atBound) this.#host.lateChanged();
+      return;
+    }
+    if (failed) this.#failed(entry, err);
+    if (--pending.waiting > 0) return;
+    if (pending.deadline !== undefined) {
+      this.#timers.clearTimeout(pending.deadline);
+      pending.deadline = undefined;
+    }
+    this.#complete(pending);
+  }
+
+  #failed(entry: HandlerEntry, err: unknown): void {
+    this.#log.error(`handler for message "${entry.name}" failed: ${describe(err)}`);
+  }
+
+  #armDeadline(pending: Pending): void {
+    pending.deadline = this.#timers.setTimeout(
+      () => this.#deadline(pending),
+      this.#opts.handlerTimeout,
+    );
+  }
+
+  /**
+   * Handlers outlived `handlerTimeout`: acknowledge now, without actions, so
+   * HAProxy is not left waiting; the handlers' signal aborts and their
+   * handles are sealed.
+   */
+  #deadline(pending: Pending): void {
+    pending.deadline = undefined;
+    const ms = this.#opts.handlerTimeout;
+    if (this.#host.open) {
+      this.#log.warn(
+        `handlers for NOTIFY ${pending.streamId}/${pending.frameId} did not finish within ${ms} ms; acknowledged without actions`,
+      );
+    }
+    pending.controller?.abort(
+      new DOMException(`handlers did not finish within ${ms} ms`, "TimeoutError"),
+    );
+    this.#addLate(pending.waiting);
+    const { streamId, frameId } = pending;
+    this.#recycle(pending);
+    this.#host.ack(streamId, frameId, undefined);
+    this.#host.settled();
+  }
+
+  #complete(pending: Pending): void {
+    this.#seal(pending);
+    const delay = this.#opts.replyDelay;
+    if (delay > 0) {
+      pending.delay = this.#timers.setTimeout(() => {
+        pending.delay = undefined;
+        this.#ack(pending);
+      }, delay);
+    } else this.#ack(pending);
+  }
+
+  #ack(pending: Pending): void {
+    const { streamId, frameId } = pending;
+    this.#host.ack(streamId, frameId, pending.reply.count > 0 ? pending.reply : undefined);
+    this.#recycle(pending);
+    this.#host.settled();
+  }
+
+  /** Drops a NOTIFY without an ACK (malformed, or its connection closed). */
+  #abandon(pending: Pending, reason: DOMException | undefined): void {
+    if (pending.deadline !== undefined) this.#timers.clearTimeout(pending.deadline);
+    if (pending.delay !== undefined) this.#timers.clearTimeout(pending.delay);
+    pending.deadline = pending.delay = undefined;
+    if (reason !== undefined) pending.controller?.abort(reason);
+    this.#addLate(pending.waiting);
+    this.#recycle(pending);
+    this.#host.settled();
+  }
+
+  #addLate(n: number): void {
+    if (n === 0) return;
+    const below = this.#late < this.#bound();
+    this.#late += n;
+    if (below && this.#late >= this.#bound()) this.#host.lateChanged();
+  }
+
+  #bound(): number {
+    return this.#opts.maxLateHandlers;
+  }
+
+  /** Seals every handle given out for the NOTIFY. */
+  #seal(pending: Pending): void {
+    const m = pending.issuedMessages;
+    for (let i = 0; i < m.length; i++) bindMessage(m[i]!, null);
+    m.length = 0;
+    const r = pending.issuedReplies;
+    for (let i = 0; i < r.length; i++) bindReply(r[i]!, null);
+    r.length = 0;
+    const c = pending.issuedContexts;
+    for (let i = 0; i < c.length; i++) bindContext(c[i]!, null);
+    c.length = 0;
+  }
+
+  #acquire(streamId: number | bigint, frameId: number | bigint): Pending {
+    const pending = this.#pool.pop() ?? new Pending();
+    pending.streamId = streamId;
+    pending.frameId = frameId;
+    pending.waiting = 0;
+    pending.connection = this.#connection!;
+    pending.index = this.#active.length;
+    this.#active.push(pending);
+    return pending;
+  }
+
+  /** Ends a NOTIFY's use of its Pending and pools it. */
+  #recycle(pending: Pending): void {
+    this.#seal(pending);
+    pending.gen++;
+    pending.waiting = 0;
+    pending.controller = undefined;
+    pending.reply.clear();
+    for (let i = 0; i < pending.used; i++) pending.messages[i]!.release();
+    pending.used = 0;
+    const last = this.#active.pop()!;
+    if (last !== pending) {
+      this.#active[pending.index] = last;
+      last.index = pending.index;
+    }
+    pending.index = -1;
+    this.#pool.push(pending);
+  }
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? (err.stack ?? err.message) : String(err);
+}
