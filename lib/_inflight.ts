@@ -79,6 +79,8 @@ class Pending implements ContextSlot {
   readonly issuedMessages: Message[] = [];
   readonly issuedReplies: Reply[] = [];
   readonly issuedContexts: Context[] = [];
+  /** Whether any handle was given to an `async` handler. */
+  issued = false;
 
   signal(): AbortSignal {
     this.controller ??= new AbortController();
@@ -90,6 +92,8 @@ class Pending implements ContextSlot {
     return this.messages[this.used++]!;
   }
 }
+
+type TwoArgs = (message: Message, reply: Reply) => void | PromiseLike<void>;
 
 /** The NOTIFYs of one connection. */
 export class InFlight {
@@ -126,6 +130,16 @@ export class InFlight {
   /** Handlers still running after their NOTIFY was acknowledged at the deadline, or abandoned. */
   get late(): number {
     return this.#late;
+  }
+
+  /** Bytes held by pooled replies and message copies (to check they shrink back). */
+  get bufferBytes(): number {
+    let n = 0;
+    for (const p of this.#pool) {
+      n += p.reply.writer.capacity;
+      for (const m of p.messages) n += m.copyCapacity;
+    }
+    return n;
   }
 
   /** Timers armed for NOTIFYs (deadlines and `-t` delays). */
@@ -209,23 +223,34 @@ export class InFlight {
   #callPlain(pending: Pending, entry: HandlerEntry, slot: MessageSlot): void {
     const message = this.#message;
     const reply = this.#reply;
-    const context = this.#context;
     bindMessage(message, slot);
     bindReply(reply, pending.reply);
-    bindContext(context, pending);
+    let context: Context | undefined;
+    if (entry.wantsContext) {
+      context = this.#context;
+      bindContext(context, pending);
+    }
     let result: void | PromiseLike<void>;
     try {
-      result = entry.fn(message, reply, context);
+      // Two arguments for a handler that declares two: no arity mismatch on the hot path.
+      result = context === undefined
+        ? (entry.fn as TwoArgs)(message, reply)
+        : entry.fn(message, reply, context);
     } catch (err) {
+      this.#unbindPlain(context);
       this.#failed(entry, err);
       return;
-    } finally {
-      bindMessage(message, null);
-      bindReply(reply, null);
-      bindContext(context, null);
     }
+    this.#unbindPlain(context);
     // `!= null`: a handler typed `void` may return anything, null included.
     if (result != null && typeof result.then === "function") this.#refuse(entry, result);
+  }
+
+  /** Seals the pooled handles once a plain function's call is over. */
+  #unbindPlain(context: Context | undefined): void {
+    bindMessage(this.#message, null);
+    bindReply(this.#reply, null);
+    if (context !== undefined) bindContext(context, null);
   }
 
   /** A plain function returned a promise: its handles are sealed already, so it cannot answer. */
@@ -245,6 +270,7 @@ export class InFlight {
     const reply = new Reply();
     bindMessage(message, slot);
     bindReply(reply, pending.reply);
+    pending.issued = true;
     pending.issuedMessages.push(message);
     pending.issuedReplies.push(reply);
     let context: Context | undefined;
@@ -264,6 +290,7 @@ export class InFlight {
     // The handler's synchronous part read the read buffer; the rest reads a copy.
     slot.detach();
     pending.waiting++;
+    this.#track(pending);
     const gen = pending.gen;
     // Promise.resolve() settles once even for a thenable that calls back twice.
     Promise.resolve(result).then(
@@ -335,6 +362,7 @@ export class InFlight {
     this.#seal(pending);
     const delay = this.#opts.replyDelay;
     if (delay > 0) {
+      this.#track(pending);
       pending.delay = this.#timers.setTimeout(() => {
         pending.delay = undefined;
         this.#ack(pending);
@@ -371,17 +399,26 @@ export class InFlight {
     return this.#opts.maxLateHandlers;
   }
 
-  /** Seals every handle given out for the NOTIFY. */
+  /** Seals every handle given out for the NOTIFY (only `async` handlers get any). */
   #seal(pending: Pending): void {
+    if (!pending.issued) return;
+    pending.issued = false;
     const m = pending.issuedMessages;
-    for (let i = 0; i < m.length; i++) bindMessage(m[i]!, null);
-    m.length = 0;
+    // `length = 0` is a runtime call even on an empty array: skip it on the hot path.
+    if (m.length > 0) {
+      for (let i = 0; i < m.length; i++) bindMessage(m[i]!, null);
+      m.length = 0;
+    }
     const r = pending.issuedReplies;
-    for (let i = 0; i < r.length; i++) bindReply(r[i]!, null);
-    r.length = 0;
+    if (r.length > 0) {
+      for (let i = 0; i < r.length; i++) bindReply(r[i]!, null);
+      r.length = 0;
+    }
     const c = pending.issuedContexts;
-    for (let i = 0; i < c.length; i++) bindContext(c[i]!, null);
-    c.length = 0;
+    if (c.length > 0) {
+      for (let i = 0; i < c.length; i++) bindContext(c[i]!, null);
+      c.length = 0;
+    }
   }
 
   #acquire(streamId: number | bigint, frameId: number | bigint): Pending {
@@ -390,9 +427,18 @@ export class InFlight {
     pending.frameId = frameId;
     pending.waiting = 0;
     pending.connection = this.#connection!;
+    return pending;
+  }
+
+  /**
+   * Lists a NOTIFY that outlives the read it came in (its handlers went
+   * asynchronous, or its ACK is delayed), so that a close or a shutdown
+   * reaches it. One handled synchronously never needs to be listed.
+   */
+  #track(pending: Pending): void {
+    if (pending.index >= 0) return;
     pending.index = this.#active.length;
     this.#active.push(pending);
-    return pending;
   }
 
   /** Ends a NOTIFY's use of its Pending and pools it. */
@@ -404,12 +450,14 @@ export class InFlight {
     pending.reply.clear();
     for (let i = 0; i < pending.used; i++) pending.messages[i]!.release();
     pending.used = 0;
-    const last = this.#active.pop()!;
-    if (last !== pending) {
-      this.#active[pending.index] = last;
-      last.index = pending.index;
+    if (pending.index >= 0) {
+      const last = this.#active.pop()!;
+      if (last !== pending) {
+        this.#active[pending.index] = last;
+        last.index = pending.index;
+      }
+      pending.index = -1;
     }
-    pending.index = -1;
     this.#pool.push(pending);
   }
 }

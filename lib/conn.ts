@@ -40,6 +40,12 @@ export interface ConnHandler {
   onData(bytes: Uint8Array, length: number): void;
   /** Everything queued was sent. */
   onDrain(): void;
+  /**
+   * The peer finished sending (its FIN arrived); the connection stays open
+   * for what is still to be sent, until `close()`. Without this method the
+   * adapter closes at once, after sending what is queued.
+   */
+  onEnd?(): void;
   /** The connection is closed (by either side, or by an error). Called once. */
   onClose(): void;
 }

@@ -108,6 +108,8 @@ export class SpopError extends Error {
   readonly status: Status;
 
   /**
+   * Creates a protocol error.
+   *
    * @param status The status code to disconnect with.
    * @param message What went wrong, for logs.
    * @param options Standard error options (`cause`).

@@ -70,12 +70,11 @@ export function ipReputation(options: IpReputationOptions = {}): Agent {
   const address = new Uint8Array(16);
   return new Agent().on(MESSAGE, (message, reply) => {
     if (message.size !== 1) return;
-    const arg = message.arg(0)!;
-    const type = arg.type;
-    if (type !== DataType.IPV4 && type !== DataType.IPV6) return;
+    const length = message.ipBytes(0, address);
+    if (length === 0) return;
     const score = seed === undefined
       ? Math.floor(random() * 101)
-      : seededScore(seed, address, 0, arg.copyTo(address));
+      : seededScore(seed, address, 0, length);
     reply.setVar("sess", VARIABLE, score, DataType.UINT32);
   });
 }

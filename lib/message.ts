@@ -96,17 +96,24 @@ export class MessageSlot {
     }
   }
 
-  /** Forgets the bytes (and a copy buffer that grew large). */
+  /** Ends a use of the slot, letting a copy buffer that grew large go. */
   release(): void {
-    this.buf = EMPTY;
-    for (let i = 0; i < this.count; i++) this.args[i]!.buf = EMPTY;
     this.count = 0;
-    if (this.#copy.length > KEEP_COPY_BYTES) this.#copy = EMPTY;
+    if (this.#copy.length > KEEP_COPY_BYTES) {
+      this.#copy = EMPTY;
+      this.buf = EMPTY;
+      for (const arg of this.args) arg.buf = EMPTY;
+    }
+  }
+
+  /** The private copy buffer's size (0 until a handler went asynchronous). */
+  get copyCapacity(): number {
+    return this.#copy.length;
   }
 }
 
-let slotOf: (message: Message) => MessageSlot | null;
 let setSlot: (message: Message, slot: MessageSlot | null) => void;
+let setArgSlot: (arg: Arg, slot: ArgSlot | null) => void;
 
 /** Options of {@linkcode Message.ip}. */
 export interface IpOptions {
@@ -144,19 +151,25 @@ export class Message {
   readonly #handles: Arg[] = [];
 
   static {
-    slotOf = (m) => m.#slot;
-    setSlot = (m, slot) => m.#slot = slot;
+    setSlot = (m, slot) => {
+      m.#slot = slot;
+      // Sealing the message seals the arguments it handed out.
+      if (slot === null) {
+        const handles = m.#handles;
+        for (let i = 0; i < handles.length; i++) setArgSlot(handles[i]!, null);
+      }
+    };
   }
 
   /** The message name (the `spoe-message` section's). */
   get name(): string {
-    const s = this.#live("read the message name");
+    const s = live(this.#slot, "read the message name");
     return decodeText(s.buf, s.nameStart, s.nameEnd);
   }
 
   /** How many arguments the message has. */
   get size(): number {
-    return this.#live("read the message size").count;
+    return live(this.#slot, "read the message size").count;
   }
 
   /**
@@ -166,13 +179,14 @@ export class Message {
    * @returns The argument, or `undefined` if there is none.
    */
   arg(key: number | string): Arg | undefined {
-    const i = this.#index(key);
+    const slot = this.#slot;
+    if (slot === null) throw lateArg(key);
+    const i = indexOf(slot, key);
     if (i < 0) return undefined;
-    let handle = this.#handles[i];
-    if (handle === undefined) {
-      while (this.#handles.length <= i) this.#handles.push(new Arg(this, this.#handles.length));
-      handle = this.#handles[i]!;
-    }
+    const handles = this.#handles;
+    while (handles.length <= i) handles.push(new Arg());
+    const handle = handles[i]!;
+    setArgSlot(handle, slot.args[i]!);
     return handle;
   }
 
@@ -184,12 +198,32 @@ export class Message {
    * @returns E.g. `"192.168.1.10"` or `"2001:db8::1"`.
    */
   ip(key: number | string, options?: IpOptions): string | undefined {
-    const a = this.#argSlot(key);
+    const a = argOf(this.#slot, key);
     if (a === undefined) return undefined;
     if (a.type === DataType.IPV6 && options?.unmapIPv4 && isMappedIPv4(a.buf, a.start)) {
       return formatIPv4(a.buf, a.start + 12);
     }
     return a.type === DataType.IPV4 || a.type === DataType.IPV6 ? a.text() : undefined;
+  }
+
+  /**
+   * Copies an address argument's bytes (4 for IPv4, 16 for IPv6) into
+   * `target`, without allocating: for lookups and hashes on the hot path.
+   *
+   * @param key Position or name.
+   * @param target Where to copy; 16 bytes hold either kind.
+   * @returns 4 or 16; 0 when the argument is missing or not an address.
+   * @throws {RangeError} When `target` is too short for the address.
+   */
+  ipBytes(key: number | string, target: Uint8Array): number {
+    const a = argOf(this.#slot, key);
+    if (a === undefined || (a.type !== DataType.IPV4 && a.type !== DataType.IPV6)) return 0;
+    const start = a.start;
+    const n = a.end - start;
+    if (n > target.length) throw copyRange(n, 0, target.length);
+    const src = a.buf;
+    for (let i = 0; i < n; i++) target[i] = src[start + i]!;
+    return n;
   }
 
   /**
@@ -200,7 +234,7 @@ export class Message {
    * @returns The value; `undefined` beyond ±(2^53-1), where {@linkcode Message.bigint} reads it.
    */
   int(key: number | string): number | undefined {
-    const a = this.#argSlot(key);
+    const a = argOf(this.#slot, key);
     if (a === undefined || a.type < DataType.INT32 || a.type > DataType.UINT64) return undefined;
     return typeof a.int === "number" ? a.int : undefined;
   }
@@ -212,7 +246,7 @@ export class Message {
    * @returns The value.
    */
   bigint(key: number | string): bigint | undefined {
-    const a = this.#argSlot(key);
+    const a = argOf(this.#slot, key);
     if (a === undefined || a.type < DataType.INT32 || a.type > DataType.UINT64) return undefined;
     return BigInt(a.int);
   }
@@ -224,7 +258,7 @@ export class Message {
    * @returns The text.
    */
   string(key: number | string): string | undefined {
-    const a = this.#argSlot(key);
+    const a = argOf(this.#slot, key);
     return a?.type === DataType.STRING ? a.text() : undefined;
   }
 
@@ -235,7 +269,7 @@ export class Message {
    * @returns The bytes.
    */
   binary(key: number | string): Uint8Array | undefined {
-    const a = this.#argSlot(key);
+    const a = argOf(this.#slot, key);
     return a?.type === DataType.BINARY ? a.bytes().slice() : undefined;
   }
 
@@ -246,7 +280,7 @@ export class Message {
    * @returns The boolean.
    */
   boolean(key: number | string): boolean | undefined {
-    const a = this.#argSlot(key);
+    const a = argOf(this.#slot, key);
     return a?.type === DataType.BOOL ? a.bool : undefined;
   }
 
@@ -257,30 +291,7 @@ export class Message {
    * @returns `true` for a NULL argument, `false` otherwise (also if missing).
    */
   isNull(key: number | string): boolean {
-    return this.#argSlot(key)?.type === DataType.NULL;
-  }
-
-  #live(what: string): MessageSlot {
-    const s = this.#slot;
-    if (s === null) throw lateUse(what);
-    return s;
-  }
-
-  #index(key: number | string): number {
-    const s = this.#live(`read argument ${typeof key === "number" ? key : JSON.stringify(key)}`);
-    if (typeof key === "number") {
-      return Number.isInteger(key) && key >= 0 && key < s.count ? key : -1;
-    }
-    for (let i = 0; i < s.count; i++) {
-      const a = s.args[i]!;
-      if (asciiEquals(a.buf, a.nameStart, a.nameEnd, key)) return i;
-    }
-    return -1;
-  }
-
-  #argSlot(key: number | string): ArgSlot | undefined {
-    const i = this.#index(key);
-    return i < 0 ? undefined : this.#slot!.args[i];
+    return argOf(this.#slot, key)?.type === DataType.NULL;
   }
 }
 
@@ -289,31 +300,25 @@ export class Message {
  * long as its message.
  */
 export class Arg {
-  readonly #message: Message;
-  readonly #index: number;
+  #slot: ArgSlot | null = null;
 
-  /**
-   * @param message The message it belongs to.
-   * @param index Its position.
-   */
-  constructor(message: Message, index: number) {
-    this.#message = message;
-    this.#index = index;
+  static {
+    setArgSlot = (arg, slot) => arg.#slot = slot;
   }
 
   /** The SPOP type, e.g. `DataType.IPV4`. */
   get type(): DataType {
-    return this.#slot("read an argument's type").type;
+    return live(this.#slot, "read an argument's type").type;
   }
 
   /** The argument's name (`args ip=src` names it `ip`); `""` for an unnamed one. */
   get name(): string {
-    return this.#slot("read an argument's name").name();
+    return live(this.#slot, "read an argument's name").name();
   }
 
   /** The number of bytes of an IPV4, IPV6, STRING or BINARY value; 0 for other types. */
   get byteLength(): number {
-    const a = this.#slot("read an argument's length");
+    const a = live(this.#slot, "read an argument's length");
     return a.end - a.start;
   }
 
@@ -324,7 +329,7 @@ export class Arg {
    * @returns A new string.
    */
   text(): string {
-    return this.#slot("read an argument").text();
+    return live(this.#slot, "read an argument").text();
   }
 
   /**
@@ -335,7 +340,7 @@ export class Arg {
    * @returns A value that stays valid after the NOTIFY.
    */
   value(): Value {
-    return this.#slot("read an argument").value();
+    return live(this.#slot, "read an argument").value();
   }
 
   /**
@@ -345,7 +350,7 @@ export class Arg {
    * @returns New bytes, the caller's to keep.
    */
   bytes(): Uint8Array {
-    return this.#slot("read an argument").bytes().slice();
+    return live(this.#slot, "read an argument").bytes().slice();
   }
 
   /**
@@ -358,22 +363,13 @@ export class Arg {
    * @throws {RangeError} When they do not fit.
    */
   copyTo(target: Uint8Array, offset = 0): number {
-    const a = this.#slot("read an argument");
-    const n = a.end - a.start;
-    if (offset < 0 || offset + n > target.length) {
-      throw new RangeError(
-        `Cannot copy ${n} bytes to offset ${offset} of a ${target.length}-byte array`,
-      );
-    }
+    const a = live(this.#slot, "read an argument");
+    const start = a.start;
+    const n = a.end - start;
+    if (offset < 0 || offset + n > target.length) throw copyRange(n, offset, target.length);
     const src = a.buf;
-    for (let i = 0; i < n; i++) target[offset + i] = src[a.start + i]!;
+    for (let i = 0; i < n; i++) target[offset + i] = src[start + i]!;
     return n;
-  }
-
-  #slot(what: string): ArgSlot {
-    const s = slotOf(this.#message);
-    if (s === null || this.#index >= s.count) throw lateUse(what);
-    return s.args[this.#index]!;
   }
 }
 
@@ -386,6 +382,39 @@ export class Arg {
  */
 export function bindMessage(message: Message, slot: MessageSlot | null): void {
   setSlot(message, slot);
+}
+
+/** The state of a live handle; throws for a sealed one. */
+function live<T>(slot: T | null, what: string): T {
+  if (slot === null) throw lateUse(what);
+  return slot;
+}
+
+/** Where an argument is, by position or name; -1 when there is none. */
+function indexOf(s: MessageSlot, key: number | string): number {
+  if (typeof key === "number") return Number.isInteger(key) && key >= 0 && key < s.count ? key : -1;
+  for (let i = 0; i < s.count; i++) {
+    const a = s.args[i]!;
+    if (asciiEquals(a.buf, a.nameStart, a.nameEnd, key)) return i;
+  }
+  return -1;
+}
+
+/** An argument's state, by position or name; throws for a sealed message. */
+function argOf(s: MessageSlot | null, key: number | string): ArgSlot | undefined {
+  if (s === null) throw lateArg(key);
+  const i = indexOf(s, key);
+  return i < 0 ? undefined : s.args[i];
+}
+
+/** The error of a late argument read, built apart from the hot path. */
+function lateArg(key: number | string): Error {
+  return lateUse(`read argument ${typeof key === "number" ? key : JSON.stringify(key)}`);
+}
+
+/** Kept out of `copyTo` so that the method stays small enough to inline. */
+function copyRange(n: number, offset: number, length: number): RangeError {
+  return new RangeError(`Cannot copy ${n} bytes to offset ${offset} of a ${length}-byte array`);
 }
 
 function isMappedIPv4(buf: Uint8Array, off: number): boolean {

@@ -109,7 +109,8 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
   let up = false;
   let started = 0;
   let next = 0;
-  const relays = new Map<number, Conn>();
+  /** Relayed connections (Bun's `streams`): the socket, and what it queues in shared memory. */
+  const relays = new Map<number, { conn: Conn; queued: Int32Array }>();
 
   function send(slot: Slot, message: ToWorker, transfer: Transferable[] = []): void {
     slot.worker?.postMessage(message, transfer);
@@ -140,21 +141,24 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
             slot.stopped?.();
             break;
           case "write": {
+            const relay = relays.get(message.cid);
+            if (relay === undefined) break;
             const bytes = new Uint8Array(message.bytes);
-            relays.get(message.cid)?.write(bytes, bytes.length);
+            relay.conn.write(bytes, bytes.length);
+            Atomics.store(relay.queued, 0, relay.conn.queued);
             break;
           }
           case "pause":
-            relays.get(message.cid)?.pause();
+            relays.get(message.cid)?.conn.pause();
             break;
           case "resume":
-            relays.get(message.cid)?.resume();
+            relays.get(message.cid)?.conn.resume();
             break;
           case "end":
-            relays.get(message.cid)?.close();
+            relays.get(message.cid)?.conn.close();
             break;
           case "destroy":
-            relays.get(message.cid)?.destroy();
+            relays.get(message.cid)?.conn.destroy();
             break;
           case "gone":
             slot.conns.delete(message.cid);
@@ -269,9 +273,13 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
         conn.destroy();
         return { onData() {}, onDrain() {}, onClose() {} };
       }
-      relays.set(cid, conn);
+      // What the socket still queues, for the worker's session to see
+      // (output backpressure): plain shared memory, not a message per write.
+      const queued = new SharedArrayBuffer(4);
+      const queuedView = new Int32Array(queued);
+      relays.set(cid, { conn, queued: queuedView });
       slot.conns.set(cid, { close: () => conn.destroy() });
-      send(slot, { type: "open", cid, remote: conn.remote });
+      send(slot, { type: "open", cid, remote: conn.remote, queued });
       return {
         onData(bytes, length) {
           const buffer = new ArrayBuffer(length);
@@ -279,7 +287,11 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
           send(slot, { type: "data", cid, bytes: buffer }, [buffer]);
         },
         onDrain() {
+          Atomics.store(queuedView, 0, 0);
           send(slot, { type: "drain", cid });
+        },
+        onEnd() {
+          send(slot, { type: "ended", cid });
         },
         onClose() {
           relays.delete(cid);

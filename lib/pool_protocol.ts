@@ -46,8 +46,14 @@ export type ToWorker =
     readable: ReadableStream<Uint8Array>;
     writable: WritableStream<Uint8Array>;
   }
-  /** `streams` on Bun (which cannot transfer streams): a relayed connection opened. */
-  | { type: "open"; cid: number; remote: string }
+  /**
+   * `streams` on Bun (which cannot transfer streams): a relayed connection
+   * opened. `queued` is shared memory holding, at index 0, the bytes the main
+   * thread still queues for the socket (written by the main thread only).
+   */
+  | { type: "open"; cid: number; remote: string; queued: SharedArrayBuffer }
+  /** The relayed socket's peer finished sending (FIN). */
+  | { type: "ended"; cid: number }
   /** Relayed bytes from the socket (a transferred buffer). */
   | { type: "data"; cid: number; bytes: ArrayBuffer }
   /** The relayed socket drained its output. */

@@ -218,6 +218,16 @@ export class Session implements ConnHandler {
     return this.#inflight.late;
   }
 
+  /**
+   * Bytes the connection's buffers hold now: frame scanner, write buffer,
+   * reassembly, pooled replies and message copies. Each grows for a large
+   * frame and shrinks back once it is done.
+   */
+  get bufferBytes(): number {
+    return this.#scanner.capacity + this.#writer.capacity + (this.#fragments?.capacity ?? 0) +
+      this.#inflight.bufferBytes;
+  }
+
   /** Timers armed for this connection (HELLO, deadlines, `-t` delays). */
   get armedTimers(): number {
     return this.#inflight.armedTimers + (this.#helloTimer === undefined ? 0 : 1);
@@ -314,6 +324,20 @@ export class Session implements ConnHandler {
     if (!this.#outputFull) return;
     this.#outputFull = false;
     this.#updateReading();
+  }
+
+  /**
+   * The peer finished sending: NOTIFYs in flight still get their ACKs, then
+   * AGENT-DISCONNECT (status 0) and the close, which sends what is queued.
+   */
+  onEnd(): void {
+    if (this.#state === State.RUNNING) this.#drain();
+    else if (this.#state === State.HELLO) {
+      this.#state = State.CLOSING;
+      this.#clearHelloTimer();
+      this.#flush();
+      this.#conn.close();
+    }
   }
 
   onClose(): void {

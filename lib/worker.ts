@@ -118,7 +118,13 @@ class StreamConn implements Conn {
           continue;
         }
         const { value, done } = await this.#reader.read();
-        if (done || this.#closed) break;
+        if (this.#closed) break;
+        if (done) {
+          // The peer is done sending: the handler finishes, then close() flushes and closes.
+          if (this.handler!.onEnd) this.handler!.onEnd();
+          else this.close();
+          return;
+        }
         this.handler!.onData(value, value.length);
       }
     } catch {
@@ -133,16 +139,18 @@ class RelayConn implements Conn {
   readonly remote: string;
   handler: ConnHandler | undefined;
   readonly #cid: number;
+  readonly #queued: Int32Array;
   #closed = false;
 
-  constructor(cid: number, remote: string) {
+  constructor(cid: number, remote: string, queued: SharedArrayBuffer) {
     this.#cid = cid;
     this.remote = remote;
+    this.#queued = new Int32Array(queued);
   }
 
-  /** The main thread keeps the socket's queue and pauses it when full. */
+  /** What the main thread still queues for the socket (shared memory it updates). */
   get queued(): number {
-    return 0;
+    return Atomics.load(this.#queued, 0);
   }
 
   write(bytes: Uint8Array, length: number): void {
@@ -200,7 +208,7 @@ scope.onmessage = (event) => {
       break;
     }
     case "open": {
-      const conn = new RelayConn(message.cid, message.remote);
+      const conn = new RelayConn(message.cid, message.remote, message.queued);
       relayed.set(message.cid, conn);
       if (acceptor === undefined) conn.destroy();
       else conn.handler = acceptor.accept(conn);
@@ -214,6 +222,12 @@ scope.onmessage = (event) => {
     case "drain":
       relayed.get(message.cid)?.handler?.onDrain();
       break;
+    case "ended": {
+      const conn = relayed.get(message.cid);
+      if (conn?.handler?.onEnd) conn.handler.onEnd();
+      else conn?.close();
+      break;
+    }
     case "closed":
       relayed.get(message.cid)?.closed();
       relayed.delete(message.cid);

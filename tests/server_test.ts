@@ -414,8 +414,9 @@ test("serve() rejects when the port is taken", async () => {
   }
 });
 
-test("serve() sends the AGENT-HELLO to a peer that half-closes after its HELLO, then closes", async () => {
-  // A peer that sends FIN after its HELLO gets the AGENT-HELLO, then a close.
+test("serve() sends the AGENT-HELLO and AGENT-DISCONNECT 0 to a peer that half-closes after its HELLO, then closes", async () => {
+  // A peer that sends FIN after its HELLO is done: it gets the AGENT-HELLO, a
+  // normal AGENT-DISCONNECT, then the close.
   const { server } = await start();
   const socket = net.connect({ host: "127.0.0.1", port: server.port });
   try {
@@ -426,7 +427,14 @@ test("serve() sends the AGENT-HELLO to a peer that half-closes after its HELLO, 
     await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
     socket.end(helloBytes());
     await closed;
-    assert.equal(toHex(concat(received)), toHex(AGENT_HELLO_PIPELINING));
+    const all = concat(received);
+    assert.equal(
+      toHex(all.subarray(0, AGENT_HELLO_PIPELINING.length)),
+      toHex(AGENT_HELLO_PIPELINING),
+    );
+    const rest = all.subarray(AGENT_HELLO_PIPELINING.length);
+    assert.equal(rest[4], FrameType.AGENT_DISCONNECT);
+    assert.equal(rest.length, 4 + new DataView(rest.buffer, rest.byteOffset).getUint32(0));
   } finally {
     socket.destroy();
     await server.shutdown(1000);

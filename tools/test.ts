@@ -98,6 +98,9 @@ const staticChecks: [string, string[]][] = [
   ["deno fmt --check", ["fmt", "--check"]],
   ["deno lint", ["lint"]],
   ["deno check --doc", ["check", "--doc", "."]],
+  ["deno check --doc-only README.md", ["check", "--doc-only", "README.md"]],
+  // Every exported symbol documented, every type a public signature names exported.
+  ["deno doc --lint lib/mod.ts", ["doc", "--lint", "lib/mod.ts"]],
 ];
 const statics: Tally = { name: "static checks", passed: 0, failed: 0, skipped: 0 };
 for (const [label, args] of staticChecks) {

@@ -47,6 +47,7 @@ interface BunApi {
     hostname: string;
     port: number;
     reusePort?: boolean;
+    allowHalfOpen?: boolean;
     socket: BunSocketHandlers;
   }): BunTcpListener;
 }
@@ -68,6 +69,8 @@ export const listen: Listen = (options, accept) => {
     hostname: options.hostname,
     port: options.port,
     ...(options.reusePort ? { reusePort: true } : {}),
+    // After the peer's FIN, what is still to be sent goes out first (`end` below).
+    allowHalfOpen: true,
     socket: {
       open(socket) {
         const conn = new BunConn(socket);
@@ -85,7 +88,7 @@ export const listen: Listen = (options, accept) => {
         socket.data.flush();
       },
       end(socket) {
-        socket.end(); // The peer is done sending: close our side too.
+        socket.data.peerEnded();
       },
       close(socket) {
         socket.data.closed();
@@ -112,6 +115,8 @@ class BunConn implements Conn {
   #closeRequested = false;
   /** FIN sent: reading on, only to drop what the peer still sends, until its FIN. */
   #halfClosed = false;
+  /** The peer's FIN arrived: what is queued still goes out, then the close. */
+  #peerEnded = false;
   #linger: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
 
@@ -175,6 +180,15 @@ class BunConn implements Conn {
     this.#socket.terminate();
   }
 
+  /** The peer's FIN arrived (`end`). */
+  peerEnded(): void {
+    if (this.#closed) return;
+    this.#peerEnded = true;
+    if (this.#halfClosed) return this.#socket.end(); // Both sides are done.
+    if (this.handler?.onEnd) this.handler.onEnd();
+    else this.close();
+  }
+
   /** The socket is gone (`close` or `error`). */
   closed(): void {
     if (this.#closed) return;
@@ -192,6 +206,7 @@ class BunConn implements Conn {
    */
   #finish(): void {
     if (this.#closed || this.#halfClosed) return;
+    if (this.#peerEnded) return this.#socket.end(); // Everything was sent and the peer is done.
     this.#halfClosed = true;
     this.#linger = setTimeout(() => this.destroy(), LINGER_MS);
     this.#socket.shutdown();

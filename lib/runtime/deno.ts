@@ -69,7 +69,7 @@ export const listenStreams: ListenStreams = (options, onConn) => {
     }
     onConn({
       remote: remoteOf(conn),
-      readable: conn.readable,
+      readable: readableOf(conn),
       writable: conn.writable,
       close: () => {
         try {
@@ -81,6 +81,34 @@ export const listenStreams: ListenStreams = (options, onConn) => {
     });
   }));
 };
+
+/**
+ * A connection's bytes as a stream that ends at the peer's FIN and leaves the
+ * connection open: Deno's own `conn.readable` closes the whole connection at
+ * EOF, so that nothing could be sent after a peer half-closed. Each chunk has
+ * a buffer of its own (chunks are transferred to a worker).
+ */
+function readableOf(conn: Deno.TcpConn): ReadableStream<Uint8Array> {
+  const buf = new Uint8Array(READ_BUFFER_SIZE);
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const n = await conn.read(buf);
+        if (n === null) controller.close();
+        else controller.enqueue(buf.slice(0, n));
+      } catch (err) {
+        controller.error(err);
+      }
+    },
+    cancel() {
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+    },
+  }, { highWaterMark: 0 });
+}
 
 /**
  * Accepts connections until the returned listener is closed, handing each
@@ -153,6 +181,8 @@ class DenoConn implements Conn {
   #closeRequested = false;
   /** FIN sent: reading on, only to drop what the peer still sends, until its FIN. */
   #halfClosed = false;
+  /** The peer's FIN arrived: what is queued still goes out, then the close. */
+  #peerEnded = false;
   #linger: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
   #paused = false;
@@ -226,7 +256,16 @@ class DenoConn implements Conn {
           continue;
         }
         const n = await this.#conn.read(buf);
-        if (n === null || this.#closed) break;
+        if (this.#closed) break;
+        if (n === null) {
+          if (this.#halfClosed) break; // Both sides are done.
+          // The peer is done sending: the handler finishes, then close() flushes and closes.
+          this.#peerEnded = true;
+          const handler = this.#handler!;
+          if (handler.onEnd) handler.onEnd();
+          else this.close();
+          return;
+        }
         if (!this.#halfClosed) this.#handler!.onData(buf, n);
       }
     } catch {
@@ -269,6 +308,7 @@ class DenoConn implements Conn {
    */
   #finish(): void {
     if (this.#closed || this.#halfClosed) return;
+    if (this.#peerEnded) return this.#shutdown(); // Everything was sent and the peer is done.
     this.#halfClosed = true;
     this.#linger = setTimeout(() => this.#shutdown(), LINGER_MS);
     this.#conn.closeWrite().catch(() => this.#shutdown());

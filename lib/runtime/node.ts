@@ -14,6 +14,9 @@ import net from "node:net";
 import { Buffer } from "node:buffer";
 import type { Accept, Conn, ConnHandler, Listen, Listener } from "../conn.ts";
 
+/** How long a closing connection waits for the peer's FIN before it closes anyway. */
+const LINGER_MS = 2000;
+
 /**
  * Listens with `node:net` and serves each accepted connection.
  *
@@ -23,7 +26,11 @@ import type { Accept, Conn, ConnHandler, Listen, Listener } from "../conn.ts";
  */
 export const listen: Listen = (options, accept) =>
   new Promise((resolve, reject) => {
-    const server = net.createServer({ noDelay: true }, (socket) => serveSocket(socket, accept));
+    // allowHalfOpen: after the peer's FIN, what is still to be sent goes out first.
+    const server = net.createServer(
+      { noDelay: true, allowHalfOpen: true },
+      (socket) => serveSocket(socket, accept),
+    );
     server.once("error", reject);
     server.listen(
       {
@@ -57,7 +64,7 @@ function serveSocket(socket: net.Socket, accept: Accept): void {
   conn.handler = handler;
   socket.on("data", (chunk: Uint8Array) => handler.onData(chunk, chunk.length));
   socket.on("drain", () => handler.onDrain());
-  socket.on("end", () => socket.end());
+  socket.on("end", () => conn.peerEnded());
   // Resets and broken pipes end the connection quietly; "close" follows.
   socket.on("error", () => {});
   socket.on("close", () => conn.closed());
@@ -68,6 +75,11 @@ class NodeConn implements Conn {
   handler: ConnHandler | undefined;
   readonly #socket: net.Socket;
   #closed = false;
+  /** `end()` was called. */
+  #ending = false;
+  /** The peer's FIN arrived. */
+  #peerDone = false;
+  #linger: ReturnType<typeof setTimeout> | undefined;
 
   constructor(socket: net.Socket) {
     this.#socket = socket;
@@ -95,7 +107,23 @@ class NodeConn implements Conn {
   }
 
   close(): void {
-    if (!this.#closed) this.#socket.end();
+    if (this.#closed || this.#ending) return;
+    this.#ending = true;
+    this.#socket.end();
+    // A peer that never sends its FIN is closed after LINGER_MS.
+    if (!this.#peerDone) this.#linger = setTimeout(() => this.#socket.destroy(), LINGER_MS);
+  }
+
+  /** The peer's FIN arrived (`end`). */
+  peerEnded(): void {
+    this.#peerDone = true;
+    if (this.#closed) return;
+    if (this.#ending) {
+      clearTimeout(this.#linger);
+      return; // Our end() went first: the socket closes now.
+    }
+    if (this.handler?.onEnd) this.handler.onEnd();
+    else this.close();
   }
 
   destroy(): void {
@@ -106,6 +134,7 @@ class NodeConn implements Conn {
   closed(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#linger);
     this.handler?.onClose();
   }
 }
