@@ -296,7 +296,10 @@ test("an async handler that declares two parameters gets no context", async () =
       thirds.push(arguments[2]);
       await Promise.resolve();
     })
-    .on("three", async (_m, _r, context) => void thirds.push(typeof context.streamId));
+    .on("three", async (_m, _r, context) => {
+      thirds.push(typeof context.streamId);
+      await Promise.resolve();
+    });
   const h = running(agent);
   h.conn.feed(notify(1, 1, [{ name: "two", args: [] }, { name: "three", args: [] }]));
   await settle();
