@@ -35,9 +35,12 @@ export interface Timers {
 
 /** What the session does for its NOTIFYs. */
 export interface InFlightHost {
-  /** Writes the ACK of a NOTIFY; `reply` undefined for one without actions. */
-  ack(streamId: number | bigint, frameId: number | bigint, reply: ReplySlot | undefined): void;
-  /** A NOTIFY left the in-flight count (acknowledged, or abandoned). */
+  /**
+   * A NOTIFY is done: write its ACK (`reply` undefined for one without
+   * actions) and take it off the in-flight count.
+   */
+  acked(streamId: number | bigint, frameId: number | bigint, reply: ReplySlot | undefined): void;
+  /** A NOTIFY was dropped without an ACK: take it off the in-flight count. */
   settled(): void;
   /** The number of late handlers changed across the bound (reading may pause or resume). */
   lateChanged(): void;
@@ -354,12 +357,11 @@ export class InFlight {
     this.#addLate(pending.waiting);
     const { streamId, frameId } = pending;
     this.#recycle(pending);
-    this.#host.ack(streamId, frameId, undefined);
-    this.#host.settled();
+    this.#host.acked(streamId, frameId, undefined);
   }
 
   #complete(pending: Pending): void {
-    this.#seal(pending);
+    if (pending.issued) this.#seal(pending);
     const delay = this.#opts.replyDelay;
     if (delay > 0) {
       this.#track(pending);
@@ -371,10 +373,10 @@ export class InFlight {
   }
 
   #ack(pending: Pending): void {
-    const { streamId, frameId } = pending;
-    this.#host.ack(streamId, frameId, pending.reply.count > 0 ? pending.reply : undefined);
+    const reply = pending.reply;
+    // The ACK is written before the Pending is recycled: it reads the reply.
+    this.#host.acked(pending.streamId, pending.frameId, reply.count > 0 ? reply : undefined);
     this.#recycle(pending);
-    this.#host.settled();
   }
 
   /** Drops a NOTIFY without an ACK (malformed, or its connection closed). */
@@ -443,10 +445,10 @@ export class InFlight {
 
   /** Ends a NOTIFY's use of its Pending and pools it. */
   #recycle(pending: Pending): void {
-    this.#seal(pending);
+    if (pending.issued) this.#seal(pending);
     pending.gen++;
     pending.waiting = 0;
-    pending.controller = undefined;
+    if (pending.controller !== undefined) pending.controller = undefined;
     pending.reply.clear();
     for (let i = 0; i < pending.used; i++) pending.messages[i]!.release();
     pending.used = 0;

@@ -6,7 +6,7 @@
  */
 
 import type { Logger } from "./log.ts";
-import { lateUse } from "./errors.ts";
+import { INTERNAL, lateUse } from "./errors.ts";
 
 /** What a connection tells its handlers; one per connection. Internal. */
 export interface ConnectionInfo {
@@ -31,8 +31,6 @@ export interface ContextSlot {
   /** The NOTIFY's signal, made on first use. */
   signal(): AbortSignal;
 }
-
-let setSlot: (context: Context, slot: ContextSlot | null) => void;
 
 /**
  * The context of one NOTIFY, passed to handlers as their third argument.
@@ -67,11 +65,14 @@ export class Context {
   #slot: ContextSlot | null = null;
   #log: Logger | undefined;
 
-  static {
-    setSlot = (c, slot) => {
-      c.#slot = slot;
-      if (slot !== null) c.#log = slot.connection.log;
-    };
+  /**
+   * Arms a handle on its state, or seals it (internal).
+   *
+   * @ignore
+   */
+  static [INTERNAL](c: Context, slot: ContextSlot | null): void {
+    c.#slot = slot;
+    if (slot !== null) c.#log = slot.connection.log;
   }
 
   /** The NOTIFY's stream-id. */
@@ -125,5 +126,5 @@ export class Context {
  * @param slot The state.
  */
 export function bindContext(context: Context, slot: ContextSlot | null): void {
-  setSlot(context, slot);
+  Context[INTERNAL](context, slot);
 }

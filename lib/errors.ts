@@ -131,3 +131,12 @@ export class SpopError extends Error {
 export function lateUse(what: string): Error {
   return new Error(`Cannot ${what}: its NOTIFY was already acknowledged`);
 }
+
+/**
+ * The key of the handles' internal static methods (arming a handle on its
+ * state, finding a handler): a symbol no module outside `lib/` holds, so
+ * that they stay off the API agent authors see. Static methods rather than
+ * closures kept in module variables: JavaScriptCore calls those far more
+ * slowly on the hot path.
+ */
+export const INTERNAL: unique symbol = Symbol("spoa.internal");

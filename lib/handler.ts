@@ -12,6 +12,7 @@
 import type { Context } from "./context.ts";
 import type { Message } from "./message.ts";
 import type { Reply } from "./reply.ts";
+import { INTERNAL } from "./errors.ts";
 import { bytesEqual, decodeText, encodeName, type MessageReader } from "./spop.ts";
 
 /**
@@ -57,8 +58,6 @@ export class HandlerEntry {
   }
 }
 
-let find: (agent: Agent, reader: MessageReader, buf: Uint8Array) => HandlerEntry | undefined;
-
 /**
  * The handlers of an agent, by message name.
  *
@@ -76,14 +75,21 @@ export class Agent {
   readonly #names: Uint8Array[] = [];
   readonly #entries: HandlerEntry[] = [];
 
-  static {
-    find = (agent, reader, buf) => {
-      const names = agent.#names;
-      for (let i = 0; i < names.length; i++) {
-        if (bytesEqual(buf, reader.nameStart, reader.nameEnd, names[i]!)) return agent.#entries[i];
-      }
-      return undefined;
-    };
+  /**
+   * Finds the handler of the message a reader is on (internal).
+   *
+   * @ignore
+   */
+  static [INTERNAL](
+    agent: Agent,
+    reader: MessageReader,
+    buf: Uint8Array,
+  ): HandlerEntry | undefined {
+    const names = agent.#names;
+    for (let i = 0; i < names.length; i++) {
+      if (bytesEqual(buf, reader.nameStart, reader.nameEnd, names[i]!)) return agent.#entries[i];
+    }
+    return undefined;
   }
 
   /**
@@ -134,5 +140,5 @@ export function findHandler(
   reader: MessageReader,
   buf: Uint8Array,
 ): HandlerEntry | undefined {
-  return find(agent, reader, buf);
+  return Agent[INTERNAL](agent, reader, buf);
 }

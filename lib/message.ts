@@ -12,7 +12,7 @@
  * @module
  */
 
-import { lateUse } from "./errors.ts";
+import { INTERNAL, lateUse } from "./errors.ts";
 import {
   Arg as ArgSlot,
   DataType,
@@ -112,9 +112,6 @@ export class MessageSlot {
   }
 }
 
-let setSlot: (message: Message, slot: MessageSlot | null) => void;
-let setArgSlot: (arg: Arg, slot: ArgSlot | null) => void;
-
 /** Options of {@linkcode Message.ip}. */
 export interface IpOptions {
   /**
@@ -150,15 +147,18 @@ export class Message {
   #slot: MessageSlot | null = null;
   readonly #handles: Arg[] = [];
 
-  static {
-    setSlot = (m, slot) => {
-      m.#slot = slot;
-      // Sealing the message seals the arguments it handed out.
-      if (slot === null) {
-        const handles = m.#handles;
-        for (let i = 0; i < handles.length; i++) setArgSlot(handles[i]!, null);
-      }
-    };
+  /**
+   * Arms a handle on its state, or seals it (internal).
+   *
+   * @ignore
+   */
+  static [INTERNAL](m: Message, slot: MessageSlot | null): void {
+    m.#slot = slot;
+    // Sealing the message seals the arguments it handed out.
+    if (slot === null) {
+      const handles = m.#handles;
+      for (let i = 0; i < handles.length; i++) Arg[INTERNAL](handles[i]!, null);
+    }
   }
 
   /** The message name (the `spoe-message` section's). */
@@ -169,7 +169,9 @@ export class Message {
 
   /** How many arguments the message has. */
   get size(): number {
-    return live(this.#slot, "read the message size").count;
+    const s = this.#slot;
+    if (s === null) throw lateUse("read the message size");
+    return s.count;
   }
 
   /**
@@ -186,7 +188,7 @@ export class Message {
     const handles = this.#handles;
     while (handles.length <= i) handles.push(new Arg());
     const handle = handles[i]!;
-    setArgSlot(handle, slot.args[i]!);
+    Arg[INTERNAL](handle, slot.args[i]!);
     return handle;
   }
 
@@ -216,7 +218,12 @@ export class Message {
    * @throws {RangeError} When `target` is too short for the address.
    */
   ipBytes(key: number | string, target: Uint8Array): number {
-    const a = argOf(this.#slot, key);
+    const s = this.#slot;
+    if (s === null) throw lateArg(key);
+    // A position is looked up inline: this is the hot path of reputation lookups.
+    const a = typeof key === "number"
+      ? (key >= 0 && key < s.count ? s.args[key] : undefined)
+      : argOf(s, key);
     if (a === undefined || (a.type !== DataType.IPV4 && a.type !== DataType.IPV6)) return 0;
     const start = a.start;
     const n = a.end - start;
@@ -302,8 +309,13 @@ export class Message {
 export class Arg {
   #slot: ArgSlot | null = null;
 
-  static {
-    setArgSlot = (arg, slot) => arg.#slot = slot;
+  /**
+   * Arms a handle on its state, or seals it (internal).
+   *
+   * @ignore
+   */
+  static [INTERNAL](arg: Arg, slot: ArgSlot | null): void {
+    arg.#slot = slot;
   }
 
   /** The SPOP type, e.g. `DataType.IPV4`. */
@@ -381,7 +393,7 @@ export class Arg {
  * @param slot The state, or `null` to seal the handle.
  */
 export function bindMessage(message: Message, slot: MessageSlot | null): void {
-  setSlot(message, slot);
+  Message[INTERNAL](message, slot);
 }
 
 /** The state of a live handle; throws for a sealed one. */

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { lateUse } from "./errors.ts";
+import { INTERNAL, lateUse } from "./errors.ts";
 import { DataType, encodeName, FrameWriter, type Value, VarScope } from "./spop.ts";
 
 /** Variable scopes by name: HAProxy sees `<scope>.<var-prefix>.<name>`. */
@@ -32,9 +32,6 @@ export class ReplySlot {
     this.count = 0;
   }
 }
-
-let slotOf: (reply: Reply) => ReplySlot | null;
-let setSlot: (reply: Reply, slot: ReplySlot | null) => void;
 
 /**
  * The actions of an ACK. HAProxy applies them in order, to variables named
@@ -60,9 +57,16 @@ let setSlot: (reply: Reply, slot: ReplySlot | null) => void;
 export class Reply {
   #slot: ReplySlot | null = null;
 
-  static {
-    slotOf = (r) => r.#slot;
-    setSlot = (r, slot) => r.#slot = slot;
+  /**
+   * Arms a handle on its state, or seals it with `null`; returns the state
+   * it had (internal).
+   *
+   * @ignore
+   */
+  static [INTERNAL](r: Reply, slot: ReplySlot | null | undefined): ReplySlot | null {
+    const old = r.#slot;
+    if (slot !== undefined) r.#slot = slot;
+    return old;
   }
 
   /** How many actions were added. */
@@ -120,7 +124,7 @@ export class Reply {
  * @param slot The state.
  */
 export function bindReply(reply: Reply, slot: ReplySlot | null): void {
-  setSlot(reply, slot);
+  Reply[INTERNAL](reply, slot);
 }
 
 /**
@@ -130,7 +134,7 @@ export function bindReply(reply: Reply, slot: ReplySlot | null): void {
  * @returns The slot, or `null` when sealed.
  */
 export function replySlot(reply: Reply): ReplySlot | null {
-  return slotOf(reply);
+  return Reply[INTERNAL](reply, undefined);
 }
 
 function scopeByte(scope: Scope | VarScope): VarScope {

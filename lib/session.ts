@@ -238,7 +238,10 @@ export class Session implements ConnHandler {
     // deno-lint-ignore no-this-alias
     const session = this;
     return {
-      ack: (streamId, frameId, reply) => session.#writeAckOf(streamId, frameId, reply),
+      acked: (streamId, frameId, reply) => {
+        session.#writeAckOf(streamId, frameId, reply);
+        session.#settled();
+      },
       settled: () => session.#settled(),
       lateChanged: () => session.#updateReading(),
       get open() {
