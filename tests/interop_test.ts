@@ -73,6 +73,20 @@ function expectSeeded(res: Response, seed: number, ip: string, rejected: (r: Res
 }
 
 /**
+ * 200 concurrent requests, one from each of 200 client addresses, each
+ * answered with its seeded score (or the 403 of a score below 20) and no
+ * SPOE error.
+ */
+async function seededBurst(h: Haproxy, seed: number, halfClose = false): Promise<void> {
+  const ips = Array.from({ length: 200 }, (_, i) => loopback(i));
+  const responses = await Promise.all(ips.map((ip) => get(urlOf(h), ip, {}, halfClose)));
+  for (const [i, res] of responses.entries()) {
+    assert.doesNotMatch(res.text, /spoe_error/, `request ${i}: ${res.text}`);
+    expectSeeded(res, seed, ips[i]!, (r) => r.status === 403);
+  }
+}
+
+/**
  * Two bursts of 200 requests before the measured one. HAProxy 2.x opens agent
  * connections on demand, about one per two waiting requests, each with its
  * own HELLO; on a cold start with the 2 cores shared by HAProxy, the agent
@@ -203,13 +217,8 @@ function suite(build: HaproxyBuild): void {
       ["--seed", String(seed)],
       perRequest,
       async (agent, h) => {
-        const ips = Array.from({ length: 200 }, (_, i) => loopback(i));
         await warmUp(h);
-        const responses = await Promise.all(ips.map((ip) => get(urlOf(h), ip)));
-        responses.forEach((res, i) => {
-          assert.doesNotMatch(res.text, /spoe_error/, `request ${i}: ${res.text}`);
-          expectSeeded(res, seed, ips[i]!, (r) => r.status === 403);
-        });
+        await seededBurst(h, seed);
         assertQuiet(agent);
       },
     );
@@ -409,12 +418,7 @@ function suite(build: HaproxyBuild): void {
           // Each client address has a known score: with async, HAProxy may send a
           // stream's NOTIFY on any of its connections, and each answer must still
           // reach the stream that asked.
-          const ips = Array.from({ length: 200 }, (_, i) => loopback(i));
-          const responses = await Promise.all(ips.map((ip) => get(urlOf(h), ip)));
-          for (const [i, res] of responses.entries()) {
-            assert.doesNotMatch(res.text, /spoe_error/);
-            expectSeeded(res, seed, ips[i]!, (r) => r.status === 403);
-          }
+          await seededBurst(h, seed);
           assert.match(
             agent.stderr,
             /capabilities "pipelining,async".*agent answers 2\.0, \d+, "pipelining,async"/,
@@ -490,12 +494,7 @@ function suite(build: HaproxyBuild): void {
         perRequest,
         async (agent, h) => {
           await warmUp(h);
-          const ips = Array.from({ length: 200 }, (_, i) => loopback(i));
-          const responses = await Promise.all(ips.map((ip) => get(urlOf(h), ip)));
-          for (const [i, res] of responses.entries()) {
-            assert.doesNotMatch(res.text, /spoe_error/);
-            expectSeeded(res, seed, ips[i]!, (r) => r.status === 403);
-          }
+          await seededBurst(h, seed);
           // async is announced only when offered; fragmentation, as in the C
           // agent, whenever asked for: 3.1+ ignores it and never fragments.
           assert.match(
@@ -535,12 +534,7 @@ function suite(build: HaproxyBuild): void {
           (port) => start({ config, spoe: "spoe-iprep-request.conf", agentPort: port }),
           async (agent, h) => {
             await warmUp(h);
-            const ips = Array.from({ length: 200 }, (_, i) => loopback(i));
-            const responses = await Promise.all(ips.map((ip) => get(urlOf(h), ip, {}, true)));
-            for (const [i, res] of responses.entries()) {
-              assert.doesNotMatch(res.text, /spoe_error/, `request ${i}`);
-              expectSeeded(res, seed, ips[i]!, (r) => r.status === 403);
-            }
+            await seededBurst(h, seed, true);
             assertQuiet(agent);
           },
         );
