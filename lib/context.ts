@@ -70,9 +70,9 @@ export class Context {
    *
    * @ignore
    */
-  static [INTERNAL](c: Context, slot: ContextSlot | null): void {
-    c.#slot = slot;
-    if (slot !== null) c.#log = slot.connection.log;
+  [INTERNAL](slot: ContextSlot | null): void {
+    this.#slot = slot;
+    if (slot !== null) this.#log = slot.connection.log;
   }
 
   /** The NOTIFY's stream-id. */
@@ -126,5 +126,5 @@ export class Context {
  * @param slot The state.
  */
 export function bindContext(context: Context, slot: ContextSlot | null): void {
-  Context[INTERNAL](context, slot);
+  context[INTERNAL](slot);
 }

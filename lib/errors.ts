@@ -133,10 +133,10 @@ export function lateUse(what: string): Error {
 }
 
 /**
- * The key of the handles' internal static methods (arming a handle on its
- * state, finding a handler): a symbol no module outside `lib/` holds, so
- * that they stay off the API agent authors see. Static methods rather than
- * closures kept in module variables: JavaScriptCore calls those far more
- * slowly on the hot path.
+ * The key of the handles' internal methods (arming a handle on its state,
+ * finding a handler): a symbol no module outside `lib/` holds, so that they
+ * stay off the API agent authors see. Methods rather than closures kept in
+ * module variables, which JavaScriptCore calls far more slowly on the hot
+ * path.
  */
 export const INTERNAL: unique symbol = Symbol("spoa.internal");

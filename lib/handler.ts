@@ -80,14 +80,10 @@ export class Agent {
    *
    * @ignore
    */
-  static [INTERNAL](
-    agent: Agent,
-    reader: MessageReader,
-    buf: Uint8Array,
-  ): HandlerEntry | undefined {
-    const names = agent.#names;
+  [INTERNAL](reader: MessageReader, buf: Uint8Array): HandlerEntry | undefined {
+    const names = this.#names;
     for (let i = 0; i < names.length; i++) {
-      if (bytesEqual(buf, reader.nameStart, reader.nameEnd, names[i]!)) return agent.#entries[i];
+      if (bytesEqual(buf, reader.nameStart, reader.nameEnd, names[i]!)) return this.#entries[i];
     }
     return undefined;
   }
@@ -140,5 +136,5 @@ export function findHandler(
   reader: MessageReader,
   buf: Uint8Array,
 ): HandlerEntry | undefined {
-  return Agent[INTERNAL](agent, reader, buf);
+  return agent[INTERNAL](reader, buf);
 }

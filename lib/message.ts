@@ -152,12 +152,12 @@ export class Message {
    *
    * @ignore
    */
-  static [INTERNAL](m: Message, slot: MessageSlot | null): void {
-    m.#slot = slot;
+  [INTERNAL](slot: MessageSlot | null): void {
+    this.#slot = slot;
     // Sealing the message seals the arguments it handed out.
     if (slot === null) {
-      const handles = m.#handles;
-      for (let i = 0; i < handles.length; i++) Arg[INTERNAL](handles[i]!, null);
+      const handles = this.#handles;
+      for (let i = 0; i < handles.length; i++) handles[i]![INTERNAL](null);
     }
   }
 
@@ -188,7 +188,7 @@ export class Message {
     const handles = this.#handles;
     while (handles.length <= i) handles.push(new Arg());
     const handle = handles[i]!;
-    Arg[INTERNAL](handle, slot.args[i]!);
+    handle[INTERNAL](slot.args[i]!);
     return handle;
   }
 
@@ -314,8 +314,8 @@ export class Arg {
    *
    * @ignore
    */
-  static [INTERNAL](arg: Arg, slot: ArgSlot | null): void {
-    arg.#slot = slot;
+  [INTERNAL](slot: ArgSlot | null): void {
+    this.#slot = slot;
   }
 
   /** The SPOP type, e.g. `DataType.IPV4`. */
@@ -393,7 +393,7 @@ export class Arg {
  * @param slot The state, or `null` to seal the handle.
  */
 export function bindMessage(message: Message, slot: MessageSlot | null): void {
-  Message[INTERNAL](message, slot);
+  message[INTERNAL](slot);
 }
 
 /** The state of a live handle; throws for a sealed one. */

@@ -63,9 +63,9 @@ export class Reply {
    *
    * @ignore
    */
-  static [INTERNAL](r: Reply, slot: ReplySlot | null | undefined): ReplySlot | null {
-    const old = r.#slot;
-    if (slot !== undefined) r.#slot = slot;
+  [INTERNAL](slot: ReplySlot | null | undefined): ReplySlot | null {
+    const old = this.#slot;
+    if (slot !== undefined) this.#slot = slot;
     return old;
   }
 
@@ -124,7 +124,7 @@ export class Reply {
  * @param slot The state.
  */
 export function bindReply(reply: Reply, slot: ReplySlot | null): void {
-  Reply[INTERNAL](reply, slot);
+  reply[INTERNAL](slot);
 }
 
 /**
@@ -134,7 +134,7 @@ export function bindReply(reply: Reply, slot: ReplySlot | null): void {
  * @returns The slot, or `null` when sealed.
  */
 export function replySlot(reply: Reply): ReplySlot | null {
-  return Reply[INTERNAL](reply, undefined);
+  return reply[INTERNAL](undefined);
 }
 
 function scopeByte(scope: Scope | VarScope): VarScope {
