@@ -107,6 +107,8 @@ export class InFlight {
   readonly #timers: Timers;
   readonly #reader = new MessageReader();
   readonly #pool: Pending[] = [];
+  /** One pooled Pending kept apart: NOTIFYs handled at once reuse it without touching the pool. */
+  #spare: Pending | undefined;
   readonly #active: Pending[] = [];
   /** The handles of plain-function calls, armed during a call only. */
   readonly #message = new Message();
@@ -138,7 +140,7 @@ export class InFlight {
   /** Bytes held by pooled replies and message copies (to check they shrink back). */
   get bufferBytes(): number {
     let n = 0;
-    for (const p of this.#pool) {
+    for (const p of this.#spare === undefined ? this.#pool : [...this.#pool, this.#spare]) {
       n += p.reply.writer.capacity;
       for (const m of p.messages) n += m.copyCapacity;
     }
@@ -424,11 +426,18 @@ export class InFlight {
   }
 
   #acquire(streamId: number | bigint, frameId: number | bigint): Pending {
-    const pending = this.#pool.pop() ?? new Pending();
+    // The spare is the Pending of the NOTIFY before, when it was handled at once.
+    let pending = this.#spare;
+    if (pending !== undefined) this.#spare = undefined;
+    else {
+      pending = this.#pool.pop();
+      if (pending === undefined) {
+        pending = new Pending();
+        pending.connection = this.#connection!;
+      }
+    }
     pending.streamId = streamId;
     pending.frameId = frameId;
-    pending.waiting = 0;
-    pending.connection = this.#connection!;
     return pending;
   }
 
@@ -460,7 +469,8 @@ export class InFlight {
       }
       pending.index = -1;
     }
-    this.#pool.push(pending);
+    if (this.#spare === undefined) this.#spare = pending;
+    else this.#pool.push(pending);
   }
 }
 
