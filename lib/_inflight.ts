@@ -18,9 +18,10 @@
 import { bindContext, type ConnectionInfo, Context, type ContextSlot } from "./context.ts";
 import { findHandler, type HandlerEntry } from "./handler.ts";
 import type { Agent } from "./handler.ts";
-import type { Logger } from "./log.ts";
+import { errorDetail, type Logger } from "./log.ts";
 import { bindMessage, Message, MessageSlot } from "./message.ts";
 import { bindReply, Reply, ReplySlot } from "./reply.ts";
+import { INTERNAL } from "./errors.ts";
 import { MessageReader } from "./spop.ts";
 
 /** Timer functions; injectable for tests. */
@@ -78,12 +79,8 @@ class Pending implements ContextSlot {
   /** One slot per handled message of the NOTIFY; `used` of them are in use. */
   readonly messages: MessageSlot[] = [];
   used = 0;
-  /** Handles given to `async` handlers: sealed when the NOTIFY is done. */
-  readonly issuedMessages: Message[] = [];
-  readonly issuedReplies: Reply[] = [];
-  readonly issuedContexts: Context[] = [];
-  /** Whether any handle was given to an `async` handler. */
-  issued = false;
+  /** Handles given to `async` handlers (messages, replies, contexts): sealed when the NOTIFY is done. */
+  readonly issued: (Message | Reply | Context)[] = [];
 
   signal(): AbortSignal {
     this.controller ??= new AbortController();
@@ -95,8 +92,6 @@ class Pending implements ContextSlot {
     return this.messages[this.used++]!;
   }
 }
-
-type TwoArgs = (message: Message, reply: Reply) => void | PromiseLike<void>;
 
 /** The NOTIFYs of one connection. */
 export class InFlight {
@@ -140,7 +135,7 @@ export class InFlight {
   /** Bytes held by pooled replies and message copies (to check they shrink back). */
   get bufferBytes(): number {
     let n = 0;
-    for (const p of this.#spare === undefined ? this.#pool : [...this.#pool, this.#spare]) {
+    for (const p of this.#spare === undefined ? this.#pool : this.#pool.concat(this.#spare)) {
       n += p.reply.writer.capacity;
       for (const m of p.messages) n += m.copyCapacity;
     }
@@ -237,10 +232,7 @@ export class InFlight {
     }
     let result: void | PromiseLike<void>;
     try {
-      // Two arguments for a handler that declares two: no arity mismatch on the hot path.
-      result = context === undefined
-        ? (entry.fn as TwoArgs)(message, reply)
-        : entry.fn(message, reply, context);
+      result = entry.fn(message, reply, context as Context);
     } catch (err) {
       this.#unbindPlain(context);
       this.#failed(entry, err);
@@ -275,14 +267,12 @@ export class InFlight {
     const reply = new Reply();
     bindMessage(message, slot);
     bindReply(reply, pending.reply);
-    pending.issued = true;
-    pending.issuedMessages.push(message);
-    pending.issuedReplies.push(reply);
+    pending.issued.push(message, reply);
     let context: Context | undefined;
     if (entry.wantsContext) {
       context = new Context();
       bindContext(context, pending);
-      pending.issuedContexts.push(context);
+      pending.issued.push(context);
     }
     let result: void | PromiseLike<void>;
     try {
@@ -313,9 +303,9 @@ export class InFlight {
   ): void {
     if (pending.gen !== gen) {
       // Its NOTIFY is gone: acknowledged at the deadline, or the connection closed.
-      const atBound = this.#late-- === this.#bound();
+      const atBound = this.#late-- === this.#opts.maxLateHandlers;
       if (failed && this.#host.open && this.#log.debugEnabled) {
-        this.#log.debug(`late handler for message "${entry.name}" failed: ${describe(err)}`);
+        this.#log.debug(`late handler for message "${entry.name}" failed: ${errorDetail(err)}`);
       }
       if (atBound) this.#host.lateChanged();
       return;
@@ -330,7 +320,7 @@ export class InFlight {
   }
 
   #failed(entry: HandlerEntry, err: unknown): void {
-    this.#log.error(`handler for message "${entry.name}" failed: ${describe(err)}`);
+    this.#log.error(`handler for message "${entry.name}" failed: ${errorDetail(err)}`);
   }
 
   #armDeadline(pending: Pending): void {
@@ -363,7 +353,7 @@ export class InFlight {
   }
 
   #complete(pending: Pending): void {
-    if (pending.issued) this.#seal(pending);
+    if (pending.issued.length > 0) this.#seal(pending);
     const delay = this.#opts.replyDelay;
     if (delay > 0) {
       this.#track(pending);
@@ -394,35 +384,21 @@ export class InFlight {
 
   #addLate(n: number): void {
     if (n === 0) return;
-    const below = this.#late < this.#bound();
+    const bound = this.#opts.maxLateHandlers;
+    const below = this.#late < bound;
     this.#late += n;
-    if (below && this.#late >= this.#bound()) this.#host.lateChanged();
+    if (below && this.#late >= bound) this.#host.lateChanged();
   }
 
-  #bound(): number {
-    return this.#opts.maxLateHandlers;
-  }
-
-  /** Seals every handle given out for the NOTIFY (only `async` handlers get any). */
+  /**
+   * Seals every handle given out for the NOTIFY. Only `async` handlers get
+   * any; callers test `issued.length` first, since `length = 0` is a runtime
+   * call even on an empty array.
+   */
   #seal(pending: Pending): void {
-    if (!pending.issued) return;
-    pending.issued = false;
-    const m = pending.issuedMessages;
-    // `length = 0` is a runtime call even on an empty array: skip it on the hot path.
-    if (m.length > 0) {
-      for (let i = 0; i < m.length; i++) bindMessage(m[i]!, null);
-      m.length = 0;
-    }
-    const r = pending.issuedReplies;
-    if (r.length > 0) {
-      for (let i = 0; i < r.length; i++) bindReply(r[i]!, null);
-      r.length = 0;
-    }
-    const c = pending.issuedContexts;
-    if (c.length > 0) {
-      for (let i = 0; i < c.length; i++) bindContext(c[i]!, null);
-      c.length = 0;
-    }
+    const issued = pending.issued;
+    for (let i = 0; i < issued.length; i++) issued[i]![INTERNAL](null);
+    issued.length = 0;
   }
 
   #acquire(streamId: number | bigint, frameId: number | bigint): Pending {
@@ -454,7 +430,7 @@ export class InFlight {
 
   /** Ends a NOTIFY's use of its Pending and pools it. */
   #recycle(pending: Pending): void {
-    if (pending.issued) this.#seal(pending);
+    if (pending.issued.length > 0) this.#seal(pending);
     pending.gen++;
     pending.waiting = 0;
     if (pending.controller !== undefined) pending.controller = undefined;
@@ -472,8 +448,4 @@ export class InFlight {
     if (this.#spare === undefined) this.#spare = pending;
     else this.#pool.push(pending);
   }
-}
-
-function describe(err: unknown): string {
-  return err instanceof Error ? (err.stack ?? err.message) : String(err);
 }

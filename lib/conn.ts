@@ -42,13 +42,20 @@ export interface ConnHandler {
   onDrain(): void;
   /**
    * The peer finished sending (its FIN arrived); the connection stays open
-   * for what is still to be sent, until `close()`. Without this method the
-   * adapter closes at once, after sending what is queued.
+   * for what is still to be sent, until `close()`.
    */
-  onEnd?(): void;
+  onEnd(): void;
   /** The connection is closed (by either side, or by an error). Called once. */
   onClose(): void;
 }
+
+/** The handler of a connection refused at once (already destroyed): it ignores everything. */
+export const IGNORED: ConnHandler = {
+  onData() {},
+  onDrain() {},
+  onEnd() {},
+  onClose() {},
+};
 
 /** Where and how to listen. */
 export interface ListenOptions {

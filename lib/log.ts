@@ -92,6 +92,17 @@ function makeLogger(
 }
 
 /**
+ * An error in full for a log line about a failure: its stack when it has
+ * one, so that the failing code can be found.
+ *
+ * @param err Anything thrown.
+ * @returns The stack, the message, or the value as text.
+ */
+export function errorDetail(err: unknown): string {
+  return err instanceof Error ? (err.stack ?? err.message) : String(err);
+}
+
+/**
  * The text of an error for a log line or a message: its message, plus its
  * `code` when the message does not mention it (Bun's bind errors say only
  * "Failed to listen" and keep `EADDRINUSE` in `code`).

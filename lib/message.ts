@@ -127,9 +127,9 @@ export interface IpOptions {
  * unnamed). The typed getters return `undefined` when the argument is
  * missing or of another type.
  *
- * A message is valid while its NOTIFY is handled: in the handler's own call,
- * and for an `async` handler until its promise settles. Afterwards every
- * method throws (`Cannot read argument 0: its NOTIFY was already
+ * A message is valid while its NOTIFY is handled: in a plain handler's own
+ * call, and for an `async` handler until its NOTIFY is acknowledged.
+ * Afterwards every method throws (`Cannot read argument 0: its NOTIFY was already
  * acknowledged`).
  *
  * @example Read the arguments of `args ip=src host=req.hdr(host)`
@@ -169,9 +169,7 @@ export class Message {
 
   /** How many arguments the message has. */
   get size(): number {
-    const s = this.#slot;
-    if (s === null) throw lateUse("read the message size");
-    return s.count;
+    return live(this.#slot, "read the message size").count;
   }
 
   /**
@@ -218,19 +216,9 @@ export class Message {
    * @throws {RangeError} When `target` is too short for the address.
    */
   ipBytes(key: number | string, target: Uint8Array): number {
-    const s = this.#slot;
-    if (s === null) throw lateArg(key);
-    // A position is looked up inline: this is the hot path of reputation lookups.
-    const a = typeof key === "number"
-      ? (key >= 0 && key < s.count ? s.args[key] : undefined)
-      : argOf(s, key);
+    const a = argOf(this.#slot, key);
     if (a === undefined || (a.type !== DataType.IPV4 && a.type !== DataType.IPV6)) return 0;
-    const start = a.start;
-    const n = a.end - start;
-    if (n > target.length) throw copyRange(n, 0, target.length);
-    const src = a.buf;
-    for (let i = 0; i < n; i++) target[i] = src[start + i]!;
-    return n;
+    return copyBytes(a, target, 0);
   }
 
   /**
@@ -375,13 +363,7 @@ export class Arg {
    * @throws {RangeError} When they do not fit.
    */
   copyTo(target: Uint8Array, offset = 0): number {
-    const a = live(this.#slot, "read an argument");
-    const start = a.start;
-    const n = a.end - start;
-    if (offset < 0 || offset + n > target.length) throw copyRange(n, offset, target.length);
-    const src = a.buf;
-    for (let i = 0; i < n; i++) target[offset + i] = src[start + i]!;
-    return n;
+    return copyBytes(live(this.#slot, "read an argument"), target, offset);
   }
 }
 
@@ -424,7 +406,17 @@ function lateArg(key: number | string): Error {
   return lateUse(`read argument ${typeof key === "number" ? key : JSON.stringify(key)}`);
 }
 
-/** Kept out of `copyTo` so that the method stays small enough to inline. */
+/** Copies an argument's value bytes into `target` at `offset`, by hand (no view is made). */
+function copyBytes(a: ArgSlot, target: Uint8Array, offset: number): number {
+  const start = a.start;
+  const n = a.end - start;
+  if (offset < 0 || offset + n > target.length) throw copyRange(n, offset, target.length);
+  const src = a.buf;
+  for (let i = 0; i < n; i++) target[offset + i] = src[start + i]!;
+  return n;
+}
+
+/** Kept out of the copy so that it stays small enough to inline. */
 function copyRange(n: number, offset: number, length: number): RangeError {
   return new RangeError(`Cannot copy ${n} bytes to offset ${offset} of a ${length}-byte array`);
 }

@@ -15,7 +15,7 @@
  * @module
  */
 
-import type { Conn, ConnHandler, Listener, StreamPair } from "./conn.ts";
+import { type Conn, type ConnHandler, IGNORED, type Listener, type StreamPair } from "./conn.ts";
 import type { Logger } from "./log.ts";
 import type { Dispatch, FromWorker, ToWorker, WorkerConfig } from "./pool_protocol.ts";
 import { reusePortCaveat, runtimeListen, runtimeListenStreams } from "./runtime/mod.ts";
@@ -271,7 +271,7 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
       const cid = nextCid++;
       if (slot === undefined) {
         conn.destroy();
-        return { onData() {}, onDrain() {}, onClose() {} };
+        return IGNORED;
       }
       // What the socket still queues, for the worker's session to see
       // (output backpressure): plain shared memory, not a message per write.

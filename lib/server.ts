@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Accept, Listen } from "./conn.ts";
+import { type Accept, IGNORED, type Listen } from "./conn.ts";
 import { Agent } from "./handler.ts";
 import { createLogger, type Logger } from "./log.ts";
 import {
@@ -154,7 +154,7 @@ export function createAcceptor(agent: Agent, options: AcceptorOptions = {}): Acc
             `refused a connection from ${conn.remote}: ${maxConnections} are open (--max-connections)`,
           );
         }
-        return { onData() {}, onDrain() {}, onClose() {} };
+        return IGNORED;
       }
       if (sweep === undefined) {
         sweep = setInterval(() => {

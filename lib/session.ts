@@ -19,7 +19,7 @@
  */
 
 import type { Conn, ConnHandler } from "./conn.ts";
-import type { Logger } from "./log.ts";
+import { errorDetail, type Logger } from "./log.ts";
 import type { Agent } from "./handler.ts";
 import { InFlight, type InFlightHost, type Timers } from "./_inflight.ts";
 import type { ReplySlot } from "./reply.ts";
@@ -335,12 +335,15 @@ export class Session implements ConnHandler {
    */
   onEnd(): void {
     if (this.#state === State.RUNNING) this.#drain();
-    else if (this.#state === State.HELLO) {
-      this.#state = State.CLOSING;
-      this.#clearHelloTimer();
-      this.#flush();
-      this.#conn.close();
-    }
+    else if (this.#state === State.HELLO) this.#closeAfterOutput();
+  }
+
+  /** Closes without a DISCONNECT once what is written went out (health checks, FIN before HELLO). */
+  #closeAfterOutput(): void {
+    this.#state = State.CLOSING;
+    this.#clearHelloTimer();
+    this.#flush();
+    this.#conn.close();
   }
 
   onClose(): void {
@@ -440,12 +443,7 @@ export class Session implements ConnHandler {
         }; agent answers 2.0, ${size}, "${capabilities}"`,
       );
     }
-    if (hello.healthcheck) {
-      this.#state = State.CLOSING;
-      this.#flush();
-      this.#conn.close();
-      return;
-    }
+    if (hello.healthcheck) return this.#closeAfterOutput();
     this.#state = State.RUNNING;
   }
 
@@ -564,8 +562,7 @@ export class Session implements ConnHandler {
       this.#disconnect(err.status, err.message);
       return;
     }
-    const detail = err instanceof Error ? (err.stack ?? err.message) : String(err);
-    this.#log.error(`internal error, closing with status ${Status.UNKNOWN}: ${detail}`);
+    this.#log.error(`internal error, closing with status ${Status.UNKNOWN}: ${errorDetail(err)}`);
     this.#disconnect(Status.UNKNOWN, "internal error");
   }
 

@@ -121,8 +121,7 @@ class StreamConn implements Conn {
         if (this.#closed) break;
         if (done) {
           // The peer is done sending: the handler finishes, then close() flushes and closes.
-          if (this.handler!.onEnd) this.handler!.onEnd();
-          else this.close();
+          this.handler!.onEnd();
           return;
         }
         this.handler!.onData(value, value.length);
@@ -222,12 +221,9 @@ scope.onmessage = (event) => {
     case "drain":
       relayed.get(message.cid)?.handler?.onDrain();
       break;
-    case "ended": {
-      const conn = relayed.get(message.cid);
-      if (conn?.handler?.onEnd) conn.handler.onEnd();
-      else conn?.close();
+    case "ended":
+      relayed.get(message.cid)?.handler?.onEnd();
       break;
-    }
     case "closed":
       relayed.get(message.cid)?.closed();
       relayed.delete(message.cid);

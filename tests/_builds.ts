@@ -39,6 +39,8 @@ export interface HaproxyBuild {
   readonly legacy: boolean;
   /** For test names and reports, e.g. `HAProxy 2.6.12`. */
   readonly label: string;
+  /** The first line `-v` printed (empty when it could not be run). */
+  readonly versionLine: string;
   /** Why the executable could not be used, when it could not. */
   readonly error?: string;
 }
@@ -69,11 +71,13 @@ function describe(bin: string): HaproxyBuild {
     release: [0, 0],
     legacy: false,
     label: `HAProxy at ${bin}`,
+    versionLine: "",
     error,
   });
   if (run.error) return failed(`${bin} cannot be run: ${run.error.message}`);
   if (run.status !== 0) return failed(`${bin} -v exited with ${run.status}: ${run.stderr.trim()}`);
-  const parsed = parseHaproxyVersion(run.stdout.split("\n")[0] ?? "");
+  const versionLine = run.stdout.split("\n")[0] ?? "";
+  const parsed = parseHaproxyVersion(versionLine);
   if (!parsed) return failed(`${bin} -v printed no HAProxy version: ${run.stdout.slice(0, 200)}`);
   const [major, minor] = parsed.release;
   return {
@@ -82,6 +86,7 @@ function describe(bin: string): HaproxyBuild {
     release: parsed.release,
     legacy: major < 3 || (major === 3 && minor === 0),
     label: `HAProxy ${parsed.version}`,
+    versionLine,
   };
 }
 

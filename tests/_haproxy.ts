@@ -37,9 +37,7 @@ const CONFIG_DIR = fileURLToPath(new URL("../haproxy/", import.meta.url));
  * @returns HAProxy's version line.
  */
 export function haproxyVersion(build: HaproxyBuild = haproxyBuilds()[0]!): string {
-  const run = spawnSync(usable(build).bin, ["-v"], { encoding: "utf8" });
-  if (run.error || run.status !== 0) throw new Error(`${build.bin} -v failed: ${run.stderr}`);
-  return run.stdout.split("\n")[0]!;
+  return usable(build).versionLine;
 }
 
 /**

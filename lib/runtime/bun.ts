@@ -185,8 +185,7 @@ class BunConn implements Conn {
     if (this.#closed) return;
     this.#peerEnded = true;
     if (this.#halfClosed) return this.#socket.end(); // Both sides are done.
-    if (this.handler?.onEnd) this.handler.onEnd();
-    else this.close();
+    this.handler?.onEnd();
   }
 
   /** The socket is gone (`close` or `error`). */

@@ -261,9 +261,7 @@ class DenoConn implements Conn {
           if (this.#halfClosed) break; // Both sides are done.
           // The peer is done sending: the handler finishes, then close() flushes and closes.
           this.#peerEnded = true;
-          const handler = this.#handler!;
-          if (handler.onEnd) handler.onEnd();
-          else this.close();
+          this.#handler!.onEnd();
           return;
         }
         if (!this.#halfClosed) this.#handler!.onData(buf, n);

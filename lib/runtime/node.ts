@@ -122,8 +122,7 @@ class NodeConn implements Conn {
       clearTimeout(this.#linger);
       return; // Our end() went first: the socket closes now.
     }
-    if (this.handler?.onEnd) this.handler.onEnd();
-    else this.close();
+    this.handler?.onEnd();
   }
 
   destroy(): void {
