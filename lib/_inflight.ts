@@ -110,6 +110,10 @@ export class InFlight {
   readonly #reply = new Reply();
   readonly #context = new Context();
   #connection: ConnectionInfo | undefined;
+  /** The NOTIFY answered at once, until its ACK is written. */
+  #answering: Pending | undefined;
+  /** Whether the plain-call handles may be armed (see {@linkcode InFlight.sealPlain}). */
+  #armed = false;
   /** Handlers still running after their NOTIFY was done (deadline or close). */
   #late = 0;
 
@@ -168,6 +172,10 @@ export class InFlight {
    * @param end Where it ends.
    * @param streamId The NOTIFY's stream-id.
    * @param frameId The NOTIFY's frame-id.
+   * @returns The reply when the handlers finished during the call (the common
+   * case): the caller writes the ACK, then calls
+   * {@linkcode InFlight.answered}. `null` when the NOTIFY stays in flight:
+   * `acked()` of the host follows.
    * @throws {SpopError} For a malformed message: the NOTIFY is abandoned.
    */
   notify(
@@ -176,7 +184,7 @@ export class InFlight {
     end: number,
     streamId: number | bigint,
     frameId: number | bigint,
-  ): void {
+  ): ReplySlot | null {
     const pending = this.#acquire(streamId, frameId);
     const reader = this.#reader.reset(buf, start, end);
     for (;;) {
@@ -196,8 +204,22 @@ export class InFlight {
       if (entry.async) this.#callAsync(pending, entry, slot);
       else this.#callPlain(pending, entry, slot);
     }
-    if (pending.waiting === 0) this.#complete(pending);
-    else if (this.#opts.handlerTimeout > 0) this.#armDeadline(pending);
+    if (pending.waiting > 0) {
+      if (this.#opts.handlerTimeout > 0) this.#armDeadline(pending);
+    } else if (pending.issued.length > 0 || this.#opts.replyDelay > 0) this.#complete(pending);
+    else {
+      // Handled at once: no handle to seal, no timer, not listed.
+      this.#answering = pending;
+      return pending.reply;
+    }
+    return null;
+  }
+
+  /** The ACK of the NOTIFY that {@linkcode InFlight.notify} answered at once was written. */
+  answered(): void {
+    const pending = this.#answering!;
+    this.#answering = undefined;
+    this.#reuse(pending);
   }
 
   /**
@@ -222,32 +244,33 @@ export class InFlight {
 
   #callPlain(pending: Pending, entry: HandlerEntry, slot: MessageSlot): void {
     const message = this.#message;
-    const reply = this.#reply;
-    bindMessage(message, slot);
-    bindReply(reply, pending.reply);
-    let context: Context | undefined;
-    if (entry.wantsContext) {
-      context = this.#context;
-      bindContext(context, pending);
-    }
+    message[INTERNAL](slot);
+    this.#reply[INTERNAL](pending.reply);
+    if (entry.wantsContext) this.#context[INTERNAL](pending);
+    this.#armed = true;
     let result: void | PromiseLike<void>;
     try {
-      result = entry.fn(message, reply, context as Context);
+      result = entry.fn(message, this.#reply, this.#context);
     } catch (err) {
-      this.#unbindPlain(context);
       this.#failed(entry, err);
       return;
     }
-    this.#unbindPlain(context);
     // `!= null`: a handler typed `void` may return anything, null included.
     if (result != null && typeof result.then === "function") this.#refuse(entry, result);
   }
 
-  /** Seals the pooled handles once a plain function's call is over. */
-  #unbindPlain(context: Context | undefined): void {
-    bindMessage(this.#message, null);
-    bindReply(this.#reply, null);
-    if (context !== undefined) bindContext(context, null);
+  /**
+   * Seals the handles of plain-function calls. They stay armed from one call
+   * to the next within one read (no other code runs in between: timers and
+   * promise callbacks wait for the read to return), and the session calls
+   * this before it returns, so that nothing a handler kept works later.
+   */
+  sealPlain(): void {
+    if (!this.#armed) return;
+    this.#armed = false;
+    this.#message[INTERNAL](null);
+    this.#reply[INTERNAL](null);
+    this.#context[INTERNAL](null);
   }
 
   /** A plain function returned a promise: its handles are sealed already, so it cannot answer. */
@@ -431,12 +454,7 @@ export class InFlight {
   /** Ends a NOTIFY's use of its Pending and pools it. */
   #recycle(pending: Pending): void {
     if (pending.issued.length > 0) this.#seal(pending);
-    pending.gen++;
     pending.waiting = 0;
-    if (pending.controller !== undefined) pending.controller = undefined;
-    pending.reply.clear();
-    for (let i = 0; i < pending.used; i++) pending.messages[i]!.release();
-    pending.used = 0;
     if (pending.index >= 0) {
       const last = this.#active.pop()!;
       if (last !== pending) {
@@ -444,6 +462,20 @@ export class InFlight {
         last.index = pending.index;
       }
       pending.index = -1;
+    }
+    this.#reuse(pending);
+  }
+
+  /** Pools a Pending that holds no handle, no timer and no handler (all of them done). */
+  #reuse(pending: Pending): void {
+    pending.gen++;
+    if (pending.controller !== undefined) pending.controller = undefined;
+    pending.reply.clear();
+    const used = pending.used;
+    if (used > 0) {
+      const messages = pending.messages;
+      for (let i = 0; i < used; i++) messages[i]!.release();
+      pending.used = 0;
     }
     if (this.#spare === undefined) this.#spare = pending;
     else this.#pool.push(pending);

@@ -147,7 +147,7 @@ export class MessageReader {
   #pos = 0;
   #end = 0;
   /** Argument slots, grown as messages need them (up to MAX_ARGS), then reused. */
-  readonly #args: Arg[] = [];
+  #args: Arg[] = [];
   /** Where the current message's name starts. */
   nameStart = 0;
   /** Where it ends (exclusive). */
@@ -210,6 +210,21 @@ export class MessageReader {
    */
   nameIs(name: Uint8Array): boolean {
     return bytesEqual(this.#buf, this.nameStart, this.nameEnd, name);
+  }
+
+  /**
+   * Hands over the current message's arguments without copying them: the
+   * caller gets the reader's argument slots and gives it `spare` to fill
+   * from the next message on. Afterwards {@linkcode MessageReader.arg} reads
+   * `spare`, so call it after reading the current message's arguments.
+   *
+   * @param spare Slots the caller no longer needs (any length).
+   * @returns The slots holding the current message's `argCount` arguments.
+   */
+  takeArgs(spare: Arg[]): Arg[] {
+    const args = this.#args;
+    this.#args = spare;
+    return args;
   }
 
   /**

@@ -119,6 +119,21 @@ function readBig(buf: Uint8Array, off: number, end: number): bigint {
  */
 export function writeVarint(buf: Uint8Array, off: number, value: number | bigint): number {
   if (typeof value === "bigint") return writeBig(buf, off, value);
+  if ((value >>> 0) === value) {
+    // 0..2^32-1, the ids and lengths of every frame: 32-bit integer arithmetic.
+    if (value < 240) {
+      buf[off] = value;
+      return off + 1;
+    }
+    buf[off++] = 0xf0 | (value & 0x0f);
+    let n = (value - 240) >>> 4;
+    while (n >= 128) {
+      buf[off++] = 0x80 | (n & 0x7f);
+      n = (n - 128) >>> 7;
+    }
+    buf[off] = n;
+    return off + 1;
+  }
   if (!Number.isSafeInteger(value) || value < 0) {
     throw new RangeError(`Cannot encode varint: ${value} is not an unsigned safe integer`);
   }

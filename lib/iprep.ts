@@ -70,11 +70,17 @@ export function ipReputation(options: IpReputationOptions = {}): Agent {
   const address = new Uint8Array(16);
   return new Agent().on(MESSAGE, (message, reply) => {
     if (message.size !== 1) return;
-    const length = message.ipBytes(0, address);
-    if (length === 0) return;
-    const score = seed === undefined
-      ? Math.floor(random() * 101)
-      : seededScore(seed, address, 0, length);
+    let score: number;
+    if (seed === undefined) {
+      // A random score needs the address's type only, not its bytes.
+      const type = message.arg(0)!.type;
+      if (type !== DataType.IPV4 && type !== DataType.IPV6) return;
+      score = Math.floor(random() * 101);
+    } else {
+      const length = message.ipBytes(0, address);
+      if (length === 0) return;
+      score = seededScore(seed, address, 0, length);
+    }
     reply.setVar("sess", VARIABLE, score, DataType.UINT32);
   });
 }

@@ -35,7 +35,8 @@ export class MessageSlot {
   nameStart = 0;
   nameEnd = 0;
   count = 0;
-  readonly args: ArgSlot[] = [];
+  /** The arguments (`count` of them; the array may be longer). */
+  args: ArgSlot[] = [];
   #copy: Uint8Array = EMPTY;
 
   /**
@@ -48,21 +49,8 @@ export class MessageSlot {
     this.buf = buf;
     this.nameStart = reader.nameStart;
     this.nameEnd = reader.nameEnd;
-    const count = reader.argCount;
-    while (this.args.length < count) this.args.push(new ArgSlot());
-    for (let i = 0; i < count; i++) {
-      const from = reader.arg(i)!;
-      const to = this.args[i]!;
-      to.buf = buf;
-      to.type = from.type;
-      to.bool = from.bool;
-      to.int = from.int;
-      to.start = from.start;
-      to.end = from.end;
-      to.nameStart = from.nameStart;
-      to.nameEnd = from.nameEnd;
-    }
-    this.count = count;
+    this.count = reader.argCount;
+    this.args = reader.takeArgs(this.args);
   }
 
   /**

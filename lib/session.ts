@@ -288,6 +288,7 @@ export class Session implements ConnHandler {
       this.#fail(err);
     }
     this.#inData = false;
+    this.#inflight.sealPlain();
     this.#flush();
     if (this.#scanner.buffered === 0) this.#partialSince = -1;
     else if (this.#partialSince < 0) this.#partialSince = this.#now();
@@ -473,7 +474,13 @@ export class Session implements ConnHandler {
   ): void {
     this.#notifies++;
     if (++this.#inFlight >= this.#opts.maxInFlight) this.#updateReading();
-    this.#inflight.notify(buf, start, end, streamId, frameId);
+    const reply = this.#inflight.notify(buf, start, end, streamId, frameId);
+    if (reply !== null) {
+      // Answered at once, the common case.
+      if (this.#state < State.CLOSING) this.#writeAck(streamId, frameId, reply);
+      this.#inflight.answered();
+      this.#settled();
+    }
     const limit = this.#opts.closeAfterFrames;
     if (limit > 0 && this.#notifies >= limit && this.#state === State.RUNNING) {
       if (this.#log.debugEnabled) this.#log.debug(`closing after ${limit} frames (-f)`);
