@@ -7,10 +7,10 @@
 
 import process from "node:process";
 import { parseCli, USAGE, UsageError } from "./lib/cli.ts";
-import { ipReputation } from "./lib/iprep.ts";
-import { createLogger, Level, serve } from "./lib/mod.ts";
-import { errorText } from "./lib/log.ts";
-import { startPool } from "./lib/pool.ts";
+import { Agent, AgentModuleError, createLogger, DataType, Level, serve } from "./lib/mod.ts";
+import { errorDetail, errorText } from "./lib/agent/log.ts";
+import { loadAgentModule, moduleUrl } from "./lib/serve/module.ts";
+import { PoolStartError, startPool } from "./lib/serve/pool.ts";
 import { VERSION } from "./lib/version.ts";
 
 /** How long SIGTERM/SIGINT lets connections drain before they are cut. */
@@ -49,6 +49,17 @@ const session = {
 /** The reference agent's test knobs, `-t` and `-f`. */
 const reference = { replyDelay: options.replyDelay, closeAfterFrames: options.closeAfterFrames };
 
+// The agent module: the user's (--agent), or the built-in IP-reputation
+// service, which takes --seed as its argument. Both load the same way.
+const builtin = options.agent === undefined;
+const agentLabel = options.agent ?? "(built-in IP reputation)";
+const agentModule = builtin
+  ? new URL("./lib/iprep/agent.ts", import.meta.url)
+  : moduleUrl(options.agent!);
+const agentArgs = builtin
+  ? (options.seed === undefined ? [] : ["--seed", String(options.seed)])
+  : options.agentArgs;
+
 /** What SIGTERM/SIGINT stops: the single-thread server or the pool. */
 let running:
   | { shutdown(graceMs: number): Promise<void>; readonly connections?: number }
@@ -75,9 +86,28 @@ function stop(signal: string): void {
   });
 }
 
-try {
-  if (options.workers <= 1) {
-    const agent = ipReputation(options.seed === undefined ? {} : { seed: options.seed });
+if (options.workers <= 1) {
+  // Errors thrown from the agent's own callbacks are logged, not fatal.
+  process.on("uncaughtException", (err) => {
+    log.error(`uncaught error in agent code: ${errorDetail(err)}`);
+  });
+  process.on("unhandledRejection", (reason) => {
+    log.error(`unhandled rejection in agent code: ${errorDetail(reason)}`);
+  });
+  let agent: Agent;
+  try {
+    agent = await loadAgentModule(agentModule, {
+      workerId: 0,
+      workers: 0,
+      args: Object.freeze([...agentArgs]),
+      log: log.child("agent"),
+      Agent,
+      DataType,
+    }, agentLabel);
+  } catch (err) {
+    fail(err instanceof AgentModuleError ? err.message : errorText(err), 1);
+  }
+  try {
     running = await serve(agent, {
       ...session,
       reference,
@@ -86,7 +116,11 @@ try {
       port: options.port,
       log,
     });
-  } else {
+  } catch (err) {
+    fail(`Cannot listen on ${options.address}:${options.port}: ${errorText(err)}`, 1);
+  }
+} else {
+  try {
     running = await startPool({
       workers: options.workers,
       dispatch: options.dispatch,
@@ -94,7 +128,7 @@ try {
       port: options.port,
       config: {
         debug: options.debug,
-        ...(options.seed === undefined ? {} : { seed: options.seed }),
+        agent: { module: agentModule.href, label: agentLabel, args: agentArgs },
         session,
         reference,
         // Each worker counts its own connections.
@@ -103,11 +137,12 @@ try {
       log: log.child("main"),
       // Relative to this file, so that `bun build --compile` (which flattens
       // modules into one bundle) finds the worker entry point too.
-      workerUrl: new URL("./lib/worker.ts", import.meta.url),
+      workerUrl: new URL("./lib/serve/worker.ts", import.meta.url),
     });
+  } catch (err) {
+    if (err instanceof PoolStartError && err.stage === "load") fail(err.message, 1);
+    fail(`Cannot listen on ${options.address}:${options.port}: ${errorText(err)}`, 1);
   }
-} catch (err) {
-  fail(`Cannot listen on ${options.address}:${options.port}: ${errorText(err)}`, 1);
 }
 
 if (stopping !== undefined) {

@@ -1,6 +1,6 @@
 /**
  * The zero-allocation check: in-process, without sockets, a `Session`
- * (lib/session.ts) on a do-nothing `Conn` with the IP-reputation agent
+ * (lib/agent/session.ts) on a do-nothing `Conn` with the IP-reputation agent
  * (`ipReputation({ seed: 1 })`) gets a HAPROXY-HELLO, then `--frames`
  * NOTIFYs (`check-client-ip` with one IPv4 argument, as HAProxy sends them)
  * written `--chunk` at a time into one reused read buffer.
@@ -47,19 +47,19 @@
 
 import process from "node:process";
 import { parseArgs } from "node:util";
-import type { Conn, ConnHandler } from "../lib/conn.ts";
-import { Agent, findHandler } from "../lib/handler.ts";
-import { bindMessage, Message, MessageSlot } from "../lib/message.ts";
-import { bindReply, Reply, ReplySlot } from "../lib/reply.ts";
-import { Context } from "../lib/context.ts";
-import { ipReputation } from "../lib/iprep.ts";
-import { createLogger, Level } from "../lib/log.ts";
+import type { Conn, ConnHandler } from "../lib/agent/conn.ts";
+import { Agent, findHandler } from "../lib/agent/handler.ts";
+import { bindMessage, Message, MessageSlot } from "../lib/agent/message.ts";
+import { bindReply, Reply, ReplySlot } from "../lib/agent/reply.ts";
+import { Context } from "../lib/agent/context.ts";
+import { ipReputation } from "../lib/iprep/mod.ts";
+import { createLogger, Level } from "../lib/agent/log.ts";
 import {
   DEFAULT_REFERENCE_KNOBS,
   DEFAULT_SESSION_OPTIONS,
   Session,
   type Timers,
-} from "../lib/session.ts";
+} from "../lib/agent/session.ts";
 import {
   DataType,
   FrameScanner,

@@ -8,14 +8,16 @@
  */
 
 import { parseArgs } from "node:util";
-import { MAX_FRAME_SIZE_LIMIT, MIN_MAX_FRAME_SIZE } from "./_constants.ts";
+import { MAX_FRAME_SIZE_LIMIT, MIN_MAX_FRAME_SIZE } from "./spop/_constants.ts";
 
 /** The usage text of `spoa -h`. */
 export const USAGE =
   `Usage: spoa [-h] [-d] [-p port] [-n workers] [-m max-frame-size] [-c capability]...
             [-t delay] [-f frames] [-a address] [--seed N] [--version]
+            [--agent MODULE [-- module arguments...]]
 
-HAProxy SPOE agent (SPOP 2.0) answering check-client-ip with a random sess.<prefix>.ip_score.
+HAProxy SPOE agent (SPOP 2.0). Without --agent: the IP-reputation service, answering
+check-client-ip with a random sess.<prefix>.ip_score.
 
 Options:
   -h, --help                 Show this help and exit.
@@ -35,7 +37,10 @@ Options:
                              Default: 10000.
       --handler-timeout <t>  How long handlers may take before a NOTIFY is acknowledged
                              without their actions (0: no limit). Default: 50ms.
-      --seed <n>             Make scores a fixed function of n and the client address.
+      --seed <n>             Make scores a fixed function of n and the client address
+                             (the built-in service's; an agent module takes arguments after --).
+      --agent <module>       Run this agent module (a path or URL) instead: its default export
+                             is an Agent, an object of handlers, or a function returning one.
       --version              Print the version and exit.
 `;
 
@@ -73,6 +78,10 @@ export interface CliOptions {
   handlerTimeout: number;
   /** `--seed`, if given. */
   seed: number | undefined;
+  /** `--agent`: the agent module's path or URL, if given. */
+  agent: string | undefined;
+  /** The arguments after `--`, for the agent module. */
+  agentArgs: string[];
 }
 
 /** A bad command line; `message` is one line naming the flag. */
@@ -103,10 +112,14 @@ const CAPABILITIES = ["pipelining", "async", "fragmentation"] as const;
  * ```
  */
 export function parseCli(argv: string[]): CliOptions {
+  // Everything after the first `--` belongs to the agent module.
+  const split = argv.indexOf("--");
+  const own = split < 0 ? argv : argv.slice(0, split);
+  const agentArgs = split < 0 ? [] : argv.slice(split + 1);
   let values;
   try {
     ({ values } = parseArgs({
-      args: argv,
+      args: own,
       strict: true,
       allowPositionals: false,
       options: {
@@ -123,6 +136,7 @@ export function parseCli(argv: string[]): CliOptions {
         "max-connections": { type: "string" },
         "handler-timeout": { type: "string" },
         seed: { type: "string" },
+        agent: { type: "string" },
         version: { type: "boolean" },
       },
     }));
@@ -151,6 +165,18 @@ export function parseCli(argv: string[]): CliOptions {
       `Invalid value for --dispatch: "${dispatch}" (expected reuseport or streams)`,
     );
   }
+  const agent = values.agent;
+  if (agent !== undefined && agent.trim() === "") {
+    throw new UsageError(`Invalid value for --agent: "${agent}" (expected a path or URL)`);
+  }
+  if (agent !== undefined && values.seed !== undefined) {
+    throw new UsageError(
+      "Cannot use --seed with --agent: --seed is the built-in service's (pass module arguments after --)",
+    );
+  }
+  if (agent === undefined && split >= 0) {
+    throw new UsageError("Unexpected arguments after --: they are for an agent module (--agent)");
+  }
   return {
     help: values.help ?? false,
     version: values.version ?? false,
@@ -176,6 +202,8 @@ export function parseCli(argv: string[]): CliOptions {
       ? 50
       : duration("--handler-timeout", values["handler-timeout"]),
     seed: values.seed === undefined ? undefined : integer("--seed", values.seed, 0, 0, 0xffff_ffff),
+    agent,
+    agentArgs,
   };
 }
 

@@ -30,18 +30,20 @@
  * @module
  */
 
-export { Agent } from "./handler.ts";
-export type { Handler } from "./handler.ts";
-export { Arg, Message } from "./message.ts";
-export type { IpOptions } from "./message.ts";
-export { Reply } from "./reply.ts";
-export type { Scope } from "./reply.ts";
-export { Context } from "./context.ts";
-export { serve } from "./server.ts";
-export type { ServeOptions, Server } from "./server.ts";
-export { DEFAULT_SESSION_OPTIONS } from "./session.ts";
-export type { ReferenceKnobs, SessionOptions } from "./session.ts";
+export { Agent } from "./agent/handler.ts";
+export type { Handler } from "./agent/handler.ts";
+export { Arg, Message } from "./agent/message.ts";
+export type { IpOptions } from "./agent/message.ts";
+export { Reply } from "./agent/reply.ts";
+export type { Scope } from "./agent/reply.ts";
+export { Context } from "./agent/context.ts";
+export { serve } from "./serve/server.ts";
+export { AgentModuleError } from "./serve/module.ts";
+export type { AgentContext, AgentExport, Handlers } from "./serve/module.ts";
+export type { ServeOptions, Server } from "./serve/server.ts";
+export { DEFAULT_SESSION_OPTIONS } from "./agent/session.ts";
+export type { ReferenceKnobs, SessionOptions } from "./agent/session.ts";
 export { DataType, SpopError, Status, statusMessage, VarScope } from "./spop.ts";
 export type { Value } from "./spop.ts";
-export { createLogger, Level } from "./log.ts";
-export type { Logger, LoggerOptions } from "./log.ts";
+export { createLogger, Level } from "./agent/log.ts";
+export type { Logger, LoggerOptions } from "./agent/log.ts";

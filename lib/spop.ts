@@ -39,25 +39,25 @@
  * @module
  */
 
-import { SpopError, Status, statusMessage } from "./errors.ts";
-import { DataType, FrameType, Key, MIN_MAX_FRAME_SIZE, SPOP_VERSION } from "./_constants.ts";
-import { encodeName, type TypedData } from "./_data.ts";
-import { type Frame } from "./_frame.ts";
-import { KVReader } from "./_lists.ts";
-import { type FrameWriter } from "./_writer.ts";
+import { SpopError, Status, statusMessage } from "./spop/errors.ts";
+import { DataType, FrameType, Key, MIN_MAX_FRAME_SIZE, SPOP_VERSION } from "./spop/_constants.ts";
+import { encodeName, type TypedData } from "./spop/_data.ts";
+import { type Frame } from "./spop/_frame.ts";
+import { KVReader } from "./spop/_lists.ts";
+import { type FrameWriter } from "./spop/_writer.ts";
 
-export * from "./_constants.ts";
-export { SpopError, Status, statusMessage } from "./errors.ts";
-export { INCOMPLETE, MAX_VARINT_BYTES, readVarint, writeVarint } from "./_varint.ts";
-export type { VarintOut } from "./_varint.ts";
-export { bytesEqual, decodeText, encodeName, readTypedData, TypedData } from "./_data.ts";
-export type { Value } from "./_data.ts";
-export { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from "./_ip.ts";
-export { checkLength, Frame, readFrame } from "./_frame.ts";
-export { ActionReader, Arg, KVReader, MAX_ARGS, MessageReader } from "./_lists.ts";
-export { FrameWriter } from "./_writer.ts";
-export { FrameScanner } from "./framer.ts";
-export type { Text } from "./_writer.ts";
+export * from "./spop/_constants.ts";
+export { SpopError, Status, statusMessage } from "./spop/errors.ts";
+export { INCOMPLETE, MAX_VARINT_BYTES, readVarint, writeVarint } from "./spop/_varint.ts";
+export type { VarintOut } from "./spop/_varint.ts";
+export { bytesEqual, decodeText, encodeName, readTypedData, TypedData } from "./spop/_data.ts";
+export type { Value } from "./spop/_data.ts";
+export { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from "./spop/_ip.ts";
+export { checkLength, Frame, readFrame } from "./spop/_frame.ts";
+export { ActionReader, Arg, KVReader, MAX_ARGS, MessageReader } from "./spop/_lists.ts";
+export { FrameWriter } from "./spop/_writer.ts";
+export { FrameScanner } from "./spop/framer.ts";
+export type { Text } from "./spop/_writer.ts";
 
 const SUPPORTED_VERSIONS = encodeName(Key.SUPPORTED_VERSIONS);
 const VERSION = encodeName(Key.VERSION);

@@ -1,5 +1,5 @@
 /**
- * A deterministic, seeded fuzzer for `lib/session.ts`.
+ * A deterministic, seeded fuzzer for `lib/agent/session.ts`.
  *
  * Each case is a pure function of `(seed, index)`: {@linkcode generateCase}
  * starts from a valid HAProxy byte stream (HELLO variants, health checks, 2.x,
@@ -22,12 +22,12 @@
  * @module
  */
 
-import { Agent } from "../lib/handler.ts";
-import type { Message } from "../lib/message.ts";
-import type { Reply } from "../lib/reply.ts";
-import { ipReputation, seededScore } from "../lib/iprep.ts";
-import { createLogger, Level } from "../lib/log.ts";
-import { DEFAULT_SESSION_OPTIONS, Session, type SessionConfig } from "../lib/session.ts";
+import { Agent } from "../lib/agent/handler.ts";
+import type { Message } from "../lib/agent/message.ts";
+import type { Reply } from "../lib/agent/reply.ts";
+import { ipReputation, seededScore } from "../lib/iprep/mod.ts";
+import { createLogger, Level } from "../lib/agent/log.ts";
+import { DEFAULT_SESSION_OPTIONS, Session, type SessionConfig } from "../lib/agent/session.ts";
 import {
   DataType,
   decodeDisconnect,
@@ -45,7 +45,7 @@ import {
   VarScope,
 } from "../lib/spop.ts";
 import { toHex } from "./_hex.ts";
-import type { Conn, ConnHandler } from "../lib/conn.ts";
+import type { Conn, ConnHandler } from "../lib/agent/conn.ts";
 import {
   type AgentFrame,
   concat,
@@ -172,7 +172,7 @@ export class Rng {
 }
 
 // ---------------------------------------------------------------------------
-// Varints, written from the spec (§2.1) independently of lib/_varint.ts
+// Varints, written from the spec (§2.1) independently of lib/spop/_varint.ts
 
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
 

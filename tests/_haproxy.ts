@@ -27,7 +27,7 @@ export { haproxyBuilds } from "./_builds.ts";
 /** How long a helper waits before it gives up (a hang guard, not a speed check). */
 export const HAPROXY_WAIT_MS = 15_000;
 
-const CONFIG_DIR = fileURLToPath(new URL("../haproxy/", import.meta.url));
+const CONFIG_DIR = fileURLToPath(new URL("../haproxy", import.meta.url));
 
 /**
  * Fails loudly when HAProxy is missing: the interop suite is part of the

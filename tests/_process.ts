@@ -8,6 +8,7 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import process from "node:process";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** How long a helper waits before it gives up (a hang guard, not a speed check). */
@@ -68,7 +69,12 @@ export function mainCommand(args: string[]): [string, string[]] {
   if (AGENT_BIN !== undefined) return [AGENT_BIN, args];
   const agent = globalThis.navigator?.userAgent ?? "";
   if (agent.startsWith("Deno/")) {
-    return [process.execPath, ["run", "--allow-net", `--allow-read=${LIB}`, MAIN, ...args]];
+    // An agent module (--agent FILE) is read from its own folder too.
+    const module = args[args.indexOf("--agent") + 1];
+    const read = args.includes("--agent") && module !== undefined && !/^\w+:/.test(module)
+      ? `${LIB},${path.dirname(path.resolve(ROOT, module))}`
+      : LIB;
+    return [process.execPath, ["run", "--allow-net", `--allow-read=${read}`, MAIN, ...args]];
   }
   if (agent.startsWith("Bun/")) return [process.execPath, [MAIN, ...args]];
   throw new Error(`Cannot run main.ts on "${agent}"`);

@@ -1,21 +1,21 @@
 /**
- * A socket-free harness for `lib/session.ts`: a recording {@linkcode FakeConn},
+ * A socket-free harness for `lib/agent/session.ts`: a recording {@linkcode FakeConn},
  * a manual clock ({@linkcode FakeTimers}), builders for the frames HAProxy
  * sends and a decoder for everything the agent wrote.
  *
  * @module
  */
 
-import type { Conn, ConnHandler } from "../lib/conn.ts";
-import { createLogger, Level, type Logger } from "../lib/log.ts";
-import type { Agent } from "../lib/handler.ts";
+import type { Conn, ConnHandler } from "../lib/agent/conn.ts";
+import { createLogger, Level, type Logger } from "../lib/agent/log.ts";
+import type { Agent } from "../lib/agent/handler.ts";
 import {
   DEFAULT_REFERENCE_KNOBS,
   DEFAULT_SESSION_OPTIONS,
   Session,
   type SessionConfig,
   type Timers,
-} from "../lib/session.ts";
+} from "../lib/agent/session.ts";
 import {
   ActionReader,
   ActionType,

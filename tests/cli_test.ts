@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import { type CliOptions, parseCli, USAGE, UsageError } from "../lib/cli.ts";
-import { seededScore } from "../lib/iprep.ts";
+import { seededScore } from "../lib/iprep/mod.ts";
 import { VERSION } from "../lib/version.ts";
 import { FrameType, Status } from "../lib/spop.ts";
 import { runMain, startAgent } from "./_process.ts";
@@ -26,6 +26,8 @@ const DEFAULTS: CliOptions = {
   maxConnections: 10_000,
   handlerTimeout: 50,
   seed: undefined,
+  agent: undefined,
+  agentArgs: [],
 };
 
 /** Bad command lines and the flag each error must name. */
@@ -86,6 +88,8 @@ test("parseCli() reads every flag in short and long form", () => {
     maxConnections: 100,
     handlerTimeout: 250,
     seed: 7,
+    agent: undefined,
+    agentArgs: [],
   };
   const short = ["-h", "-d", "-p", "9000", "-n", "2", "-m", "256", "-c", "async", "-t", "10"];
   assert.deepEqual(

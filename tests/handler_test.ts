@@ -10,9 +10,9 @@ import {
   type Value,
   VarScope,
 } from "../lib/mod.ts";
-import { findHandler } from "../lib/handler.ts";
-import { bindMessage, MessageSlot } from "../lib/message.ts";
-import { bindReply, ReplySlot, replySlot } from "../lib/reply.ts";
+import { findHandler } from "../lib/agent/handler.ts";
+import { bindMessage, MessageSlot } from "../lib/agent/message.ts";
+import { bindReply, ReplySlot, replySlot } from "../lib/agent/reply.ts";
 import { ActionReader, ActionType, FrameWriter, MessageReader } from "../lib/spop.ts";
 import { hex, toHex } from "./_hex.ts";
 

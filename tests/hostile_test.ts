@@ -16,7 +16,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import { Flag, FrameType, Status } from "../lib/spop.ts";
-import { writeVarint } from "../lib/_varint.ts";
+import { writeVarint } from "../lib/spop/_varint.ts";
 import { type AgentProcess, startAgent, type StartOptions } from "./_process.ts";
 import {
   concat,

@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { seededScore } from "../lib/iprep.ts";
+import { seededScore } from "../lib/iprep/mod.ts";
 import { type AgentProcess, startAgent } from "./_process.ts";
 import {
   establishedTo,

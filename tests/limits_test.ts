@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Agent, createLogger, DataType, Level } from "../lib/mod.ts";
-import { createAcceptor } from "../lib/server.ts";
+import { createAcceptor } from "../lib/serve/server.ts";
 import { FrameType, FrameWriter, Status } from "../lib/spop.ts";
 import {
   deferred,

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createLogger, Level } from "../lib/log.ts";
+import { createLogger, Level } from "../lib/agent/log.ts";
 
 const FIXED = new Date("2026-11-26T10:00:00.000Z");
 

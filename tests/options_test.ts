@@ -5,8 +5,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Agent, createLogger, Level, serve, type ServeOptions } from "../lib/mod.ts";
-import { sessionConfig } from "../lib/options.ts";
-import { DEFAULT_REFERENCE_KNOBS, DEFAULT_SESSION_OPTIONS } from "../lib/session.ts";
+import { sessionConfig } from "../lib/agent/options.ts";
+import { DEFAULT_REFERENCE_KNOBS, DEFAULT_SESSION_OPTIONS } from "../lib/agent/session.ts";
 
 const quiet = createLogger({ level: Level.ERROR, sink: () => {} });
 

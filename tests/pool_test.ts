@@ -1,9 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
-import { createLogger, Level } from "../lib/log.ts";
-import { type Pool, startPool } from "../lib/pool.ts";
-import type { Dispatch, WorkerConfig } from "../lib/pool_protocol.ts";
+import { createLogger, Level } from "../lib/agent/log.ts";
+import { type Pool, startPool } from "../lib/serve/pool.ts";
+import type { Dispatch, WorkerConfig } from "../lib/serve/pool_protocol.ts";
 import { ActionType, DataType, Flag, FrameType, Status, VarScope } from "../lib/spop.ts";
 import { PROCESS_WAIT_MS, startAgent } from "./_process.ts";
 import {
@@ -212,6 +212,11 @@ for (const workers of [0, 1]) {
 
 const CONFIG: WorkerConfig = {
   debug: false,
+  agent: {
+    module: new URL("../lib/iprep/agent.ts", import.meta.url).href,
+    label: "iprep",
+    args: [],
+  },
   session: {
     maxFrameSize: 16384,
     pipelining: true,

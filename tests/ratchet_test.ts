@@ -6,11 +6,11 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Reassembly } from "../lib/_fragments.ts";
-import { Agent } from "../lib/handler.ts";
-import { Level } from "../lib/log.ts";
-import { MessageSlot } from "../lib/message.ts";
-import { ReplySlot } from "../lib/reply.ts";
+import { Reassembly } from "../lib/spop/_fragments.ts";
+import { Agent } from "../lib/agent/handler.ts";
+import { Level } from "../lib/agent/log.ts";
+import { MessageSlot } from "../lib/agent/message.ts";
+import { ReplySlot } from "../lib/agent/reply.ts";
 import {
   DataType,
   Flag,

@@ -1,11 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Agent, type Handler } from "../lib/handler.ts";
-import type { Message } from "../lib/message.ts";
-import type { Reply } from "../lib/reply.ts";
-import { ipReputation, seededScore } from "../lib/iprep.ts";
-import { Level } from "../lib/log.ts";
-import type { SessionConfig } from "../lib/session.ts";
+import { Agent, type Handler } from "../lib/agent/handler.ts";
+import type { Message } from "../lib/agent/message.ts";
+import type { Reply } from "../lib/agent/reply.ts";
+import { ipReputation, seededScore } from "../lib/iprep/mod.ts";
+import { Level } from "../lib/agent/log.ts";
+import type { SessionConfig } from "../lib/agent/session.ts";
 import {
   DataType,
   Flag,
@@ -1721,7 +1721,7 @@ test("Session sets FIN and nothing else on every frame it writes", async () => {
 });
 
 // ---------------------------------------------------------------------------
-// The IP-reputation agent (lib/iprep.ts)
+// The IP-reputation agent (lib/iprep/mod.ts)
 
 const IPV4 = "192.168.1.10";
 const IPV4_BYTES = new Uint8Array([192, 168, 1, 10]);

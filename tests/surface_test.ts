@@ -15,6 +15,7 @@ function members(cls: { prototype: object }): string[] {
 test("lib/mod.ts exports the handler API, serve() and the codec's names, nothing internal", () => {
   assert.deepEqual(Object.keys(spoa).sort(), [
     "Agent",
+    "AgentModuleError",
     "Arg",
     "Context",
     "DEFAULT_SESSION_OPTIONS",
@@ -32,7 +33,7 @@ test("lib/mod.ts exports the handler API, serve() and the codec's names, nothing
 });
 
 test("the handler classes expose only what handlers use", () => {
-  assert.deepEqual(members(spoa.Agent), ["messages", "on"]);
+  assert.deepEqual(members(spoa.Agent), ["handler", "messages", "on"]);
   assert.deepEqual(members(spoa.Message), [
     "arg",
     "bigint",

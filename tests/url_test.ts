@@ -80,7 +80,9 @@ test("deno run <url> serves HELLO and NOTIFY with 2 workers, without a checkout"
       void closed.then(([code]) => reject(new Error(`Exited with ${code}:\n${stderr}`)));
     });
     assert.match(stderr, new RegExp(`Download http://${host}/main\\.ts`));
-    assert.match(stderr, new RegExp(`Download http://${host}/lib/worker\\.ts`));
+    assert.match(stderr, new RegExp(`Download http://${host}/lib/serve/worker\\.ts`));
+    // The built-in service is an agent module too, loaded by each worker from the same place.
+    assert.match(stderr, new RegExp(`Download http://${host}/lib/iprep/agent\\.ts`));
     assert.doesNotMatch(stderr, /node:net|warn/, "workers share the port with Deno.listen");
     client = await SpopClient.connect(port);
     assert.equal((await client.hello()).hello?.version, "2.0");

@@ -10,7 +10,7 @@
  * @module
  */
 
-import type { Conn, ConnHandler, Listen, Listener } from "../conn.ts";
+import type { Conn, ConnHandler, Listen, Listener } from "../agent/conn.ts";
 
 interface BunSocket {
   data: BunConn;

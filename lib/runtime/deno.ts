@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Conn, ConnHandler, Listen, Listener, ListenStreams } from "../conn.ts";
+import type { Conn, ConnHandler, Listen, Listener, ListenStreams } from "../agent/conn.ts";
 
 /**
  * Bytes per read. Each idle connection holds one such buffer, so it is sized

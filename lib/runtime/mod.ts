@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Listen, ListenStreams } from "../conn.ts";
+import type { Listen, ListenStreams } from "../agent/conn.ts";
 
 /** The runtimes spoa runs on. */
 export type Runtime = "deno" | "bun";

@@ -12,7 +12,7 @@
 
 import net from "node:net";
 import { Buffer } from "node:buffer";
-import type { Accept, Conn, ConnHandler, Listen, Listener } from "../conn.ts";
+import type { Accept, Conn, ConnHandler, Listen, Listener } from "../agent/conn.ts";
 
 /** How long a closing connection waits for the peer's FIN before it closes anyway. */
 const LINGER_MS = 2000;

@@ -39,8 +39,8 @@ import {
   VarScope,
   writeAgentHello,
   writeDisconnect,
-} from "./spop.ts";
-import { Fragment, Reassembly } from "./_fragments.ts";
+} from "../spop.ts";
+import { Fragment, Reassembly } from "../spop/_fragments.ts";
 
 export type { Timers } from "./_inflight.ts";
 

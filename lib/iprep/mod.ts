@@ -9,7 +9,7 @@
  * @module
  */
 
-import { Agent, DataType } from "./mod.ts";
+import { Agent, DataType } from "../mod.ts";
 
 /** The message this service answers. */
 export const MESSAGE = "check-client-ip";
@@ -36,7 +36,7 @@ export interface IpReputationOptions {
  *
  * @example Usage
  * ```ts
- * import { seededScore } from "./iprep.ts";
+ * import { seededScore } from "./mod.ts";
  *
  * seededScore(7, new Uint8Array([127, 0, 0, 1])) === seededScore(7, new Uint8Array([127, 0, 0, 1])); // true
  * ```

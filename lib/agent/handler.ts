@@ -12,8 +12,8 @@
 import type { Context } from "./context.ts";
 import type { Message } from "./message.ts";
 import type { Reply } from "./reply.ts";
-import { INTERNAL } from "./errors.ts";
-import { bytesEqual, decodeText, encodeName, type MessageReader } from "./spop.ts";
+import { INTERNAL } from "../spop/errors.ts";
+import { bytesEqual, decodeText, encodeName, type MessageReader } from "../spop.ts";
 
 /**
  * Handles one message. The ACK of its NOTIFY leaves once every handler of
@@ -36,6 +36,9 @@ export type Handler = (
 ) => void | PromiseLike<void>;
 
 const AsyncFunction = (async () => {}).constructor;
+
+/** The brand of every {@linkcode Agent}, whichever copy of the library made it. Internal. */
+export const AGENT_BRAND: unique symbol = Symbol.for("spoa.agent");
 
 /** A registered handler and how to call it. Internal. */
 export class HandlerEntry {
@@ -119,6 +122,28 @@ export class Agent {
   /** The registered message names. */
   get messages(): string[] {
     return this.#names.map((n) => decodeText(n, 0, n.length));
+  }
+
+  /**
+   * The handler registered for a message.
+   *
+   * @param name The message name.
+   * @returns The handler, or `undefined` when there is none.
+   */
+  handler(name: string): Handler | undefined {
+    const bytes = encodeName(name);
+    const at = this.#names.findIndex((n) => bytesEqual(n, 0, n.length, bytes));
+    return at < 0 ? undefined : this.#entries[at]!.fn;
+  }
+
+  /**
+   * Marks agents across copies of this library (a module may import its own
+   * copy), so that an agent module's default export is recognised.
+   *
+   * @ignore
+   */
+  get [AGENT_BRAND](): true {
+    return true;
   }
 }
 

@@ -15,10 +15,16 @@
  * @module
  */
 
-import { type Conn, type ConnHandler, IGNORED, type Listener, type StreamPair } from "./conn.ts";
-import type { Logger } from "./log.ts";
+import {
+  type Conn,
+  type ConnHandler,
+  IGNORED,
+  type Listener,
+  type StreamPair,
+} from "../agent/conn.ts";
+import type { Logger } from "../agent/log.ts";
 import type { Dispatch, FromWorker, ToWorker, WorkerConfig } from "./pool_protocol.ts";
-import { reusePortCaveat, runtimeListen, runtimeListenStreams } from "./runtime/mod.ts";
+import { reusePortCaveat, runtimeListen, runtimeListenStreams } from "../runtime/mod.ts";
 
 /** Options of {@linkcode startPool}. */
 export interface PoolOptions {
@@ -81,6 +87,20 @@ interface Slot {
   stopped: (() => void) | undefined;
   /** A pending replacement of a dead worker. */
   restart: ReturnType<typeof setTimeout> | undefined;
+  /** The start phase (loading, listening) being waited for. */
+  phase: { resolve(): void; reject(err: Error): void } | undefined;
+}
+
+/** A worker could not load the agent module, or could not listen. */
+export class PoolStartError extends Error {
+  /**
+   * @param stage What failed.
+   * @param message The worker's error message.
+   */
+  constructor(readonly stage: "load" | "listen", message: string) {
+    super(message);
+    this.name = "PoolStartError";
+  }
 }
 
 /**
@@ -102,6 +122,7 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
     conns: new Map(),
     stopped: undefined,
     restart: undefined,
+    phase: undefined,
   }));
   let port = options.port;
   let stopping = false;
@@ -116,7 +137,10 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
     slot.worker?.postMessage(message, transfer);
   }
 
-  /** Starts a worker in a slot; resolves once it is ready, rejects if it fails to start. */
+  /**
+   * Starts a worker in a slot and has it load the agent; resolves once it is
+   * loaded (with `streams`, ready for connections), rejects if it fails.
+   */
   function spawn(slot: Slot): Promise<void> {
     started++;
     const worker = new Worker(url.href, { type: "module" });
@@ -124,17 +148,21 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
     slot.ready = false;
     slot.startedAt = Date.now();
     return new Promise((resolve, reject) => {
+      slot.phase = { resolve, reject };
       worker.onmessage = (event: MessageEvent<FromWorker>) => {
         const message = event.data;
         switch (message.type) {
+          case "loaded":
+            if (options.dispatch === "streams") slot.ready = true;
+            settle(slot)?.resolve();
+            break;
           case "ready":
             slot.ready = true;
-            // With `streams` the port is the main thread's listener's.
-            if (options.dispatch === "reuseport") port = message.port;
-            resolve();
+            port = message.port;
+            settle(slot)?.resolve();
             break;
           case "failed":
-            reject(new Error(message.message));
+            settle(slot)?.reject(new PoolStartError(message.stage, message.message));
             died(slot, worker, `failed to start: ${message.message}`);
             break;
           case "stopped":
@@ -168,19 +196,39 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
       worker.onerror = (event: ErrorEvent) => {
         event.preventDefault();
         const why = oneLine(event.message) || "uncaught error";
-        reject(new Error(why));
+        settle(slot)?.reject(new PoolStartError(slot.ready ? "listen" : "load", why));
         died(slot, worker, why);
       };
       worker.onmessageerror = () => died(slot, worker, "a message could not be read");
       send(slot, {
         type: "start",
         id: slot.id,
+        workers: options.workers,
         config: options.config,
         dispatch: options.dispatch,
-        hostname: options.hostname,
-        port,
       });
     });
+  }
+
+  /** `reuseport`: has a loaded worker listen on the port; resolves once it does. */
+  function listenIn(slot: Slot): Promise<void> {
+    return new Promise((resolve, reject) => {
+      slot.phase = { resolve, reject };
+      send(slot, { type: "listen", hostname: options.hostname, port });
+    });
+  }
+
+  /** Starts a worker all the way: loaded, and listening with `reuseport`. */
+  async function start(slot: Slot): Promise<void> {
+    await spawn(slot);
+    if (options.dispatch === "reuseport") await listenIn(slot);
+  }
+
+  /** The phase a slot's worker is in, taken so that it settles once. */
+  function settle(slot: Slot): { resolve(): void; reject(err: Error): void } | undefined {
+    const phase = slot.phase;
+    slot.phase = undefined;
+    return phase;
   }
 
   /**
@@ -205,7 +253,7 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
     slot.restart = setTimeout(() => {
       slot.restart = undefined;
       if (stopping || slot.worker !== undefined) return;
-      spawn(slot).catch(() => {
+      start(slot).catch(() => {
         // died() already logged it and scheduled the next attempt.
       });
     }, delay);
@@ -227,12 +275,13 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
   const caveat = options.dispatch === "reuseport" ? reusePortCaveat() : undefined;
   if (caveat) log.warn(caveat);
   try {
+    // Every worker loads the agent before anything listens.
+    await Promise.all(slots.map(spawn));
     if (options.dispatch === "reuseport") {
       // The first worker binds (port 0 becomes a real port), the others share it.
-      await spawn(slots[0]!);
-      await Promise.all(slots.slice(1).map(spawn));
+      await listenIn(slots[0]!);
+      await Promise.all(slots.slice(1).map(listenIn));
     } else {
-      await Promise.all(slots.map(spawn));
       listener = await listenForWorkers();
       port = listener.port;
     }

@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { SessionOptions } from "../agent/session.ts";
+
 /** How connections reach workers. */
 export type Dispatch = "reuseport" | "streams";
 
@@ -12,16 +14,10 @@ export type Dispatch = "reuseport" | "streams";
 export interface WorkerConfig {
   /** Debug logging. */
   debug: boolean;
-  /** `--seed`, if given. */
-  seed?: number;
-  /** Session options (`-m`, `-c`, `--handler-timeout`). */
-  session: {
-    maxFrameSize: number;
-    pipelining: boolean;
-    async: boolean;
-    fragmentation: boolean;
-    handlerTimeout?: number;
-  };
+  /** The agent module's URL, and the arguments its default-export function gets. */
+  agent: { module: string; label: string; args: string[] };
+  /** Session options (`-m`, `-c`, `--handler-timeout`, ...). */
+  session: Partial<SessionOptions>;
   /** The reference agent's test knobs (`-t`, `-f`). */
   reference?: { replyDelay: number; closeAfterFrames: number };
   /** This worker's share of `--max-connections`. */
@@ -30,14 +26,17 @@ export interface WorkerConfig {
 
 /** Main thread → worker. */
 export type ToWorker =
+  /** Load the agent module (and, with `streams`, get ready for connections); report `loaded`. */
   | {
     type: "start";
     id: number;
+    /** How many workers the pool runs. */
+    workers: number;
     config: WorkerConfig;
     dispatch: Dispatch;
-    hostname: string;
-    port: number;
   }
+  /** `reuseport`, once every worker loaded the agent: listen on the shared port; report `ready`. */
+  | { type: "listen"; hostname: string; port: number }
   /** `streams` on Deno: a connection's transferred streams. */
   | {
     type: "conn";
@@ -65,10 +64,12 @@ export type ToWorker =
 
 /** Worker → main thread. */
 export type FromWorker =
-  /** Started; with `reuseport`, the port it listens on. */
+  /** The agent module is loaded (with `streams`: ready for connections). */
+  | { type: "loaded" }
+  /** `reuseport`: listening, on this port. */
   | { type: "ready"; port: number }
-  /** Could not start (e.g. the port is taken). */
-  | { type: "failed"; message: string }
+  /** Could not load the agent module, or could not listen (e.g. the port is taken). */
+  | { type: "failed"; stage: "load" | "listen"; message: string }
   /** Relayed output for a socket (a transferred buffer). */
   | { type: "write"; cid: number; bytes: ArrayBuffer }
   /** Relayed socket control. */

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { MAX_FRAME_SIZE_LIMIT, MIN_MAX_FRAME_SIZE } from "./_constants.ts";
+import { MAX_FRAME_SIZE_LIMIT, MIN_MAX_FRAME_SIZE } from "../spop/_constants.ts";
 import {
   DEFAULT_REFERENCE_KNOBS,
   DEFAULT_SESSION_OPTIONS,

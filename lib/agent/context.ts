@@ -6,7 +6,7 @@
  */
 
 import type { Logger } from "./log.ts";
-import { INTERNAL, lateUse } from "./errors.ts";
+import { INTERNAL, lateUse } from "../spop/errors.ts";
 
 /** What a connection tells its handlers; one per connection. Internal. */
 export interface ConnectionInfo {

@@ -5,24 +5,24 @@
  * @module
  */
 
-import { type Accept, IGNORED, type Listen } from "./conn.ts";
-import { Agent } from "./handler.ts";
-import { createLogger, type Logger } from "./log.ts";
+import { type Accept, IGNORED, type Listen } from "../agent/conn.ts";
+import { Agent } from "../agent/handler.ts";
+import { createLogger, type Logger } from "../agent/log.ts";
 import {
   checkAddress,
   checkKeys,
   checkMaxConnections,
   SESSION_OPTION_KEYS,
   sessionConfig,
-} from "./options.ts";
+} from "../agent/options.ts";
 import {
   type ReferenceKnobs,
   Session,
   type SessionConfig,
   type SessionOptions,
   type Timers,
-} from "./session.ts";
-import { runtimeListen } from "./runtime/mod.ts";
+} from "../agent/session.ts";
+import { runtimeListen } from "../runtime/mod.ts";
 
 /**
  * Options of {@linkcode serve}. Session options default as in
@@ -197,7 +197,7 @@ export function createAcceptor(agent: Agent, options: AcceptorOptions = {}): Acc
  *
  * @example Serve one message on a free port, then stop
  * ```ts
- * import { Agent } from "./handler.ts";
+ * import { Agent } from "../agent/handler.ts";
  * import { serve } from "./server.ts";
  *
  * const agent = new Agent().on("hello", (_msg, reply) => void reply.setVar("txn", "seen", true));

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { INTERNAL, lateUse } from "./errors.ts";
+import { INTERNAL, lateUse } from "../spop/errors.ts";
 import {
   Arg as ArgSlot,
   DataType,
@@ -20,7 +20,7 @@ import {
   formatIPv4,
   type MessageReader,
   type Value,
-} from "./spop.ts";
+} from "../spop.ts";
 
 const EMPTY = new Uint8Array(0);
 /** A private copy buffer larger than this is dropped after use (memory does not ratchet). */

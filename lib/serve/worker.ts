@@ -1,6 +1,6 @@
 /**
- * A worker of the pool (`pool.ts`): runs the IP-reputation agent on its own
- * thread. With `reuseport` it listens on the shared port itself (no frame
+ * A worker of the pool (`pool.ts`): loads the agent module and runs it on
+ * its own thread. With `reuseport` it listens on the shared port itself (no frame
  * crosses threads); with `streams` the main thread accepts and hands over
  * each connection: as transferred streams on Deno (the design card's
  * dispatch), as relayed, transferred buffers on Bun (which cannot transfer
@@ -9,11 +9,20 @@
  * @module
  */
 
-import type { Conn, ConnHandler } from "./conn.ts";
-import { ipReputation } from "./iprep.ts";
-import { createLogger, errorText, Level } from "./log.ts";
+import process from "node:process";
+import type { Conn, ConnHandler } from "../agent/conn.ts";
+import { Agent } from "../agent/handler.ts";
+import { createLogger, errorDetail, errorText, Level, type Logger } from "../agent/log.ts";
+import { DataType } from "../spop.ts";
+import { loadAgentModule } from "./module.ts";
 import type { FromWorker, ToWorker } from "./pool_protocol.ts";
-import { type Acceptor, createAcceptor, serve, type Server } from "./server.ts";
+import {
+  type Acceptor,
+  type AcceptorOptions,
+  createAcceptor,
+  type Server,
+  serveWith,
+} from "./server.ts";
 
 interface WorkerScope {
   onmessage: ((event: MessageEvent<ToWorker>) => void) | null;
@@ -182,6 +191,8 @@ class RelayConn implements Conn {
   }
 }
 
+let agent: Agent | undefined;
+let options: AcceptorOptions = {};
 let acceptor: Acceptor | undefined;
 let server: Server | undefined;
 /** The `start` in progress: a `shutdown` right after it must wait for the listener. */
@@ -193,6 +204,9 @@ scope.onmessage = (event) => {
   switch (message.type) {
     case "start":
       starting = start(message);
+      break;
+    case "listen":
+      starting = listen(message);
       break;
     case "conn": {
       const { cid } = message;
@@ -240,20 +254,34 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
     level: config.debug ? Level.DEBUG : Level.INFO,
     name: `worker ${message.id}`,
   });
-  const agent = ipReputation(config.seed === undefined ? {} : { seed: config.seed });
-  const options = {
+  keepRunning(log);
+  try {
+    agent = await loadAgentModule(config.agent.module, {
+      workerId: message.id,
+      workers: message.workers,
+      args: Object.freeze([...config.agent.args]),
+      log: log.child("agent"),
+      Agent,
+      DataType,
+    }, config.agent.label);
+  } catch (err) {
+    post({ type: "failed", stage: "load", message: errorText(err) });
+    return;
+  }
+  options = {
     ...config.session,
     ...(config.reference === undefined ? {} : { reference: config.reference }),
     ...(config.maxConnections === undefined ? {} : { maxConnections: config.maxConnections }),
     log,
   };
-  if (message.dispatch === "streams") {
-    acceptor = createAcceptor(agent, options);
-    post({ type: "ready", port: message.port });
-    return;
-  }
+  if (message.dispatch === "streams") acceptor = createAcceptor(agent, options);
+  post({ type: "loaded" });
+}
+
+/** Listens on the shared port (`reuseport`), once the agent is loaded. */
+async function listen(message: Extract<ToWorker, { type: "listen" }>): Promise<void> {
   try {
-    server = await serve(agent, {
+    server = await serveWith(agent!, {
       ...options,
       hostname: message.hostname,
       port: message.port,
@@ -261,8 +289,21 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
     });
     post({ type: "ready", port: server.port });
   } catch (err) {
-    post({ type: "failed", message: errorText(err) });
+    post({ type: "failed", stage: "listen", message: errorText(err) });
   }
+}
+
+/**
+ * An error thrown from an agent's own callbacks (a timer, an event handler)
+ * is logged; it does not end the worker and the connections it serves.
+ */
+function keepRunning(log: Logger): void {
+  process.on("uncaughtException", (err) => {
+    log.error(`uncaught error in agent code: ${errorDetail(err)}`);
+  });
+  process.on("unhandledRejection", (reason) => {
+    log.error(`unhandled rejection in agent code: ${errorDetail(reason)}`);
+  });
 }
 
 async function stop(graceMs: number): Promise<void> {

@@ -10,8 +10,8 @@
  * @module
  */
 
-import { INTERNAL, lateUse } from "./errors.ts";
-import { DataType, encodeName, FrameWriter, type Value, VarScope } from "./spop.ts";
+import { INTERNAL, lateUse } from "../spop/errors.ts";
+import { DataType, encodeName, FrameWriter, type Value, VarScope } from "../spop.ts";
 
 /** Variable scopes by name: HAProxy sees `<scope>.<var-prefix>.<name>`. */
 export type Scope = "proc" | "sess" | "txn" | "req" | "res";
@@ -43,7 +43,7 @@ export class ReplySlot {
  *
  * @example Set a score and a flag, unset a stale variable
  * ```ts
- * import { DataType } from "./spop.ts";
+ * import { DataType } from "../spop.ts";
  * import type { Reply } from "./reply.ts";
  *
  * function answer(reply: Reply, score: number): void {

@@ -21,8 +21,8 @@ import type { Agent } from "./handler.ts";
 import { errorDetail, type Logger } from "./log.ts";
 import { bindMessage, Message, MessageSlot } from "./message.ts";
 import { bindReply, Reply, ReplySlot } from "./reply.ts";
-import { INTERNAL } from "./errors.ts";
-import { MessageReader } from "./spop.ts";
+import { INTERNAL } from "../spop/errors.ts";
+import { MessageReader } from "../spop.ts";
 
 /** Timer functions; injectable for tests. */
 export interface Timers {
