@@ -62,7 +62,7 @@ const agentArgs = builtin
 
 /** What SIGTERM/SIGINT stops: the single-thread server or the pool. */
 let running:
-  | { shutdown(graceMs: number): Promise<void>; readonly connections?: number }
+  | { shutdown(graceMs: number): Promise<void>; readonly connections?: number | undefined }
   | undefined;
 let stopping: string | undefined;
 

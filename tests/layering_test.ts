@@ -41,14 +41,15 @@ const LAYERS: readonly (readonly [pattern: string, layer: number])[] = [
   ["lib/serve/pool_protocol.ts", 8],
   ["lib/serve/pool.ts", 9],
   ["lib/serve/worker.ts", 9],
-  // L10: the public API
-  ["lib/mod.ts", 10],
-  // L11–L12: services built on the public API (lib/iprep/); the command line
-  ["lib/iprep/mod.ts", 11],
-  ["lib/iprep/agent.ts", 12],
-  ["lib/cli.ts", 11],
-  // L13: the entry point, the only place that exits
-  ["main.ts", 13],
+  ["lib/serve/mod.ts", 10],
+  // L11: the public API
+  ["lib/mod.ts", 11],
+  // L12–L13: services built on the public API (lib/iprep/); the command line
+  ["lib/iprep/mod.ts", 12],
+  ["lib/iprep/agent.ts", 13],
+  ["lib/cli.ts", 12],
+  // L14: the entry point, the only place that exits
+  ["main.ts", 14],
 ];
 
 /** Files that any file of the same layer may import. */

@@ -153,6 +153,7 @@ const BINARY_SUITES = [
   "tests/cli_test.ts",
   "tests/pool_test.ts",
   "tests/hostile_test.ts",
+  "tests/agent_module_test.ts",
 ];
 
 async function binarySuite(name: string, task: string, binary: string): Promise<void> {

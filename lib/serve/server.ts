@@ -55,7 +55,7 @@ export interface InternalServeOptions extends ServeOptions {
   timers?: Timers;
 }
 
-const SERVE_KEYS: readonly string[] = [
+export const SERVE_KEYS: readonly string[] = [
   ...SESSION_OPTION_KEYS,
   "hostname",
   "port",
@@ -71,8 +71,8 @@ export interface Server {
   readonly hostname: string;
   /** The bound port. */
   readonly port: number;
-  /** Connections open now. */
-  readonly connections: number;
+  /** Connections open now; `undefined` when worker threads serve them. */
+  readonly connections: number | undefined;
   /**
    * Stops accepting, lets each session finish its in-flight NOTIFYs and send
    * AGENT-DISCONNECT (status 0), and closes what is left after `graceMs`.
