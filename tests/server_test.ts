@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
 import { Agent, createLogger, Level, serve, type Server } from "../lib/mod.ts";
-import type { ServeOptions } from "../lib/serve/server.ts";
+import type { ServerOptions as ServeOptions } from "../lib/serve/server.ts";
 import { ipReputation } from "../lib/iprep/mod.ts";
 import { ActionType, DataType, Flag, FrameType, Status, VarScope } from "../lib/spop.ts";
 import { hex, toHex } from "./_hex.ts";

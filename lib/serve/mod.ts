@@ -13,15 +13,10 @@ import { DataType } from "../spop.ts";
 import { loadAgentModule, moduleUrl } from "./module.ts";
 import { startPool } from "./pool.ts";
 import type { Dispatch } from "./pool_protocol.ts";
-import {
-  serve as serveAgent,
-  SERVE_KEYS,
-  type ServeOptions as AgentServeOptions,
-  type Server,
-} from "./server.ts";
+import { serve as serveAgent, SERVE_KEYS, type Server, type ServerOptions } from "./server.ts";
 
 /** Options of {@linkcode serve}. */
-export interface ServeOptions extends AgentServeOptions {
+export interface ServeOptions extends ServerOptions {
   /**
    * For an agent module: worker threads that each run the module (with
    * SO_REUSEPORT, or `dispatch: "streams"`); 0 or 1 runs it on this thread.

@@ -49,6 +49,8 @@ export type AgentExport =
 /** A module that cannot be used as an agent; the message says why. */
 export class AgentModuleError extends Error {
   /**
+   * Builds the error.
+   *
    * @param module The module as given (path or URL).
    * @param reason Why it cannot be used.
    */

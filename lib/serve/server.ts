@@ -29,7 +29,7 @@ import { runtimeListen } from "../runtime/mod.ts";
  * `DEFAULT_SESSION_OPTIONS`; every value is checked, and a wrong one throws
  * a `RangeError` or `TypeError` that names it.
  */
-export interface ServeOptions extends Partial<SessionOptions> {
+export interface ServerOptions extends Partial<SessionOptions> {
   /** Address to bind; `"0.0.0.0"` (all IPv4 interfaces) by default. */
   hostname?: string;
   /** Port to bind; 12345 by default, 0 for any free port. */
@@ -48,7 +48,7 @@ export interface ServeOptions extends Partial<SessionOptions> {
 }
 
 /** What {@linkcode serve} accepts besides the public options: for tests and the pool. */
-export interface InternalServeOptions extends ServeOptions {
+export interface InternalServeOptions extends ServerOptions {
   /** The socket adapter; the current runtime's by default. */
   listen?: Listen;
   /** Timer functions for sessions. */
@@ -205,7 +205,7 @@ export function createAcceptor(agent: Agent, options: AcceptorOptions = {}): Acc
  * await server.shutdown();
  * ```
  */
-export function serve(agent: Agent, options: ServeOptions = {}): Promise<Server> {
+export function serve(agent: Agent, options: ServerOptions = {}): Promise<Server> {
   try {
     checkKeys("serve()", options, SERVE_KEYS);
   } catch (err) {
