@@ -82,7 +82,7 @@ test("serve() rejects an agent that is not an Agent", async () => {
   const handlers = { "check-client-ip": () => {} };
   await assert.rejects(
     serve(handlers as unknown as Agent, withValue({})),
-    /^TypeError: Cannot serve: the agent must be an Agent/,
+    /^TypeError: Cannot serve: pass an Agent, or an agent module.s URL or path/,
   );
 });
 
