@@ -38,7 +38,10 @@ if (options.version) {
   process.exit(0);
 }
 
-const log = createLogger({ level: options.debug ? Level.DEBUG : Level.INFO });
+const log = createLogger({
+  level: options.debug ? Level.DEBUG : Level.INFO,
+  format: options.logFormat,
+});
 const session = {
   maxFrameSize: options.maxFrameSize,
   pipelining: options.pipelining,
@@ -128,6 +131,7 @@ if (options.workers <= 1) {
       port: options.port,
       config: {
         debug: options.debug,
+        logFormat: options.logFormat,
         agent: { module: agentModule.href, label: agentLabel, args: agentArgs },
         session,
         reference,

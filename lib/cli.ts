@@ -37,6 +37,8 @@ Options:
                              Default: 10000.
       --handler-timeout <t>  How long handlers may take before a NOTIFY is acknowledged
                              without their actions (0: no limit). Default: 50ms.
+      --log-format <format>  text (one readable line per event) or json (one object per line).
+                             Default: text.
       --seed <n>             Make scores a fixed function of n and the client address
                              (the built-in service's; an agent module takes arguments after --).
       --agent <module>       Run this agent module (a path or URL) instead: its default export
@@ -78,6 +80,8 @@ export interface CliOptions {
   handlerTimeout: number;
   /** `--seed`, if given. */
   seed: number | undefined;
+  /** `--log-format`. */
+  logFormat: "text" | "json";
   /** `--agent`: the agent module's path or URL, if given. */
   agent: string | undefined;
   /** The arguments after `--`, for the agent module. */
@@ -137,6 +141,7 @@ export function parseCli(argv: string[]): CliOptions {
         "handler-timeout": { type: "string" },
         seed: { type: "string" },
         agent: { type: "string" },
+        "log-format": { type: "string" },
         version: { type: "boolean" },
       },
     }));
@@ -164,6 +169,10 @@ export function parseCli(argv: string[]): CliOptions {
     throw new UsageError(
       `Invalid value for --dispatch: "${dispatch}" (expected reuseport or streams)`,
     );
+  }
+  const logFormat = values["log-format"] ?? "text";
+  if (logFormat !== "text" && logFormat !== "json") {
+    throw new UsageError(`Invalid value for --log-format: "${logFormat}" (expected text or json)`);
   }
   const agent = values.agent;
   if (agent !== undefined && agent.trim() === "") {
@@ -202,6 +211,7 @@ export function parseCli(argv: string[]): CliOptions {
       ? 50
       : duration("--handler-timeout", values["handler-timeout"]),
     seed: values.seed === undefined ? undefined : integer("--seed", values.seed, 0, 0, 0xffff_ffff),
+    logFormat,
     agent,
     agentArgs,
   };

@@ -48,4 +48,4 @@ export type { ReferenceKnobs, SessionOptions } from "./agent/session.ts";
 export { DataType, SpopError, Status, statusMessage, VarScope } from "./spop.ts";
 export type { Value } from "./spop.ts";
 export { createLogger, Level } from "./agent/log.ts";
-export type { Logger, LoggerOptions } from "./agent/log.ts";
+export type { LogFields, LogFormat, Logger, LoggerOptions } from "./agent/log.ts";

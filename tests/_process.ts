@@ -179,7 +179,10 @@ export async function startAgent(
       );
       const check = () => {
         // The main thread's line, not a worker's: workers bind before the pool is ready.
-        const match = /^\S+ info (?:\[main\] )?listening on (\S+):(\d+)/m.exec(out.stderr);
+        const match = /^\S+ info (?:\[main\] )?listening on (\S+):(\d+)/m.exec(out.stderr) ??
+          // --log-format json
+          /^\{"time":"[^"]*","level":"info",(?:"component":"main",)?"message":"listening on ([^"]+):(\d+)/m
+            .exec(out.stderr);
         if (match) {
           clearTimeout(timer);
           child.stderr!.off("data", check);

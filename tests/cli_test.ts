@@ -26,6 +26,7 @@ const DEFAULTS: CliOptions = {
   maxConnections: 10_000,
   handlerTimeout: 50,
   seed: undefined,
+  logFormat: "text",
   agent: undefined,
   agentArgs: [],
 };
@@ -41,6 +42,7 @@ const BAD: [string[], string][] = [
   [["-m", "16777217"], "-m"],
   [["-c", "bogus"], "-c"],
   [["--dispatch", "threads"], "--dispatch"],
+  [["--log-format", "xml"], "--log-format"],
   [["--max-connections", "0"], "--max-connections"],
   [["--handler-timeout", "5m"], "--handler-timeout"],
   [["-c", "async,bogus"], "-c"],
@@ -88,6 +90,7 @@ test("parseCli() reads every flag in short and long form", () => {
     maxConnections: 100,
     handlerTimeout: 250,
     seed: 7,
+    logFormat: "json",
     agent: undefined,
     agentArgs: [],
   };
@@ -96,7 +99,7 @@ test("parseCli() reads every flag in short and long form", () => {
     parseCli([
       ...short,
       ...["-f", "3", "-a", "127.0.0.1", "--dispatch", "streams", "--seed", "7", "--version"],
-      ...["--max-connections", "100", "--handler-timeout", "250"],
+      ...["--max-connections", "100", "--handler-timeout", "250", "--log-format", "json"],
     ]),
     expected,
   );
@@ -121,6 +124,7 @@ test("parseCli() reads every flag in short and long form", () => {
       "--max-connections=100",
       "--handler-timeout=250ms",
       "--seed=7",
+      "--log-format=json",
       "--version",
     ]),
     expected,
@@ -369,5 +373,41 @@ test("spoa keeps accepting after running out of file descriptors", async () => {
     for (const socket of flood) socket.destroy();
     await client?.close();
     await agent.stop("SIGKILL");
+  }
+});
+
+test("spoa --log-format json writes one object per line with structured fields", async () => {
+  for (const workers of ["0", "2"]) {
+    const agent = await startAgent(["-n", workers, "--log-format", "json"]);
+    let client: SpopClient | undefined;
+    try {
+      client = await SpopClient.connect(agent.port);
+      await client.hello();
+      // A NOTIFY that claims an argument it does not carry: a protocol error (status 4).
+      await client.send(new Uint8Array([0, 0, 0, 8, 3, 0, 0, 0, 1, 1, 1, 0]));
+      const bye = await client.nextFrame();
+      assert.equal(bye.type, FrameType.AGENT_DISCONNECT);
+      await client.closed();
+      const exit = await agent.stop();
+      assert.equal(exit.code, 0, exit.stderr);
+      const lines = exit.stderr.trim().split("\n").map((line) => JSON.parse(line));
+      for (const line of lines) {
+        assert.equal(typeof line.time, "string");
+        assert.ok(["error", "warn", "info", "debug"].includes(line.level), line.level);
+        assert.equal(typeof line.message, "string");
+      }
+      const failure = lines.find((l) => l.event === "agent-disconnect");
+      assert.ok(failure, exit.stderr);
+      assert.equal(failure.level, "warn");
+      assert.equal(failure.status, bye.disconnect?.status);
+      assert.equal(typeof failure.connection, "number");
+      assert.match(failure.peer, /^127\.0\.0\.1:\d+$/);
+      if (workers === "2") assert.ok(failure.worker === 1 || failure.worker === 2, exit.stderr);
+      else assert.equal(failure.worker, undefined);
+      assert.ok(lines.some((l) => /^listening on/.test(l.message) && l.port > 0), exit.stderr);
+    } finally {
+      await client?.close();
+      await agent.stop("SIGKILL");
+    }
   }
 });

@@ -282,6 +282,7 @@ export class InFlight {
       `handler for message "${entry.name}" returned a promise but is not an async function: ` +
         `its message, reply and context are valid during the call only, so what it does ` +
         `later is lost; declare it async`,
+      { message_name: entry.name, event: "handler-refused" },
     );
   }
 
@@ -343,7 +344,10 @@ export class InFlight {
   }
 
   #failed(entry: HandlerEntry, err: unknown): void {
-    this.#log.error(`handler for message "${entry.name}" failed: ${errorDetail(err)}`);
+    this.#log.error(`handler for message "${entry.name}" failed: ${errorDetail(err)}`, {
+      message_name: entry.name,
+      event: "handler-error",
+    });
   }
 
   #armDeadline(pending: Pending): void {
@@ -364,6 +368,7 @@ export class InFlight {
     if (this.#host.open) {
       this.#log.warn(
         `handlers for NOTIFY ${pending.streamId}/${pending.frameId} did not finish within ${ms} ms; acknowledged without actions`,
+        { stream_id: pending.streamId, frame_id: pending.frameId, event: "handler-timeout" },
       );
     }
     pending.controller?.abort(

@@ -533,8 +533,8 @@ export class Session implements ConnHandler {
   #peerDisconnect(frame: Frame): void {
     const { status, message } = decodeDisconnect(frame);
     const line = `HAProxy disconnects: status ${status} (${message})`;
-    if (status === Status.NORMAL) this.#log.debug(line);
-    else this.#log.info(line);
+    if (status === Status.NORMAL) this.#log.debug(line, { status, event: "haproxy-disconnect" });
+    else this.#log.info(line, { status, reason: message, event: "haproxy-disconnect" });
     // Echo HAProxy's code; a value no status can have (HAProxy never sends
     // one) is answered as "unknown" rather than breaking the reply.
     const valid = Number.isInteger(status) && status >= 0 && status <= 0xffff_ffff;
@@ -559,17 +559,26 @@ export class Session implements ConnHandler {
    */
   #timeout(reason: string): void {
     if (this.#state >= State.CLOSING) return;
-    this.#log.info(`${this.#conn.remote}: ${reason}; closing with status ${Status.TIMEOUT}`);
+    this.#log.info(`${this.#conn.remote}: ${reason}; closing with status ${Status.TIMEOUT}`, {
+      status: Status.TIMEOUT,
+      event: "agent-disconnect",
+    });
     this.#disconnect(Status.TIMEOUT, reason);
   }
 
   #fail(err: unknown): void {
     if (err instanceof SpopError) {
-      this.#log.warn(`protocol error, closing with status ${err.status}: ${err.message}`);
+      this.#log.warn(`protocol error, closing with status ${err.status}: ${err.message}`, {
+        status: err.status,
+        event: "agent-disconnect",
+      });
       this.#disconnect(err.status, err.message);
       return;
     }
-    this.#log.error(`internal error, closing with status ${Status.UNKNOWN}: ${errorDetail(err)}`);
+    this.#log.error(`internal error, closing with status ${Status.UNKNOWN}: ${errorDetail(err)}`, {
+      status: Status.UNKNOWN,
+      event: "agent-disconnect",
+    });
     this.#disconnect(Status.UNKNOWN, "internal error");
   }
 

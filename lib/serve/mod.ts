@@ -7,7 +7,7 @@
  */
 
 import { Agent } from "../agent/handler.ts";
-import { createLogger, Level } from "../agent/log.ts";
+import { createLogger, Level, type LogFormat } from "../agent/log.ts";
 import { checkAddress, checkKeys, checkMaxConnections, sessionConfig } from "../agent/options.ts";
 import { DataType } from "../spop.ts";
 import { loadAgentModule, moduleUrl } from "./module.ts";
@@ -29,9 +29,18 @@ export interface ServeOptions extends ServerOptions {
   args?: readonly string[];
   /** Workers log at debug level (they log on stderr; `log` is this thread's). */
   debug?: boolean;
+  /** How workers write their log lines: `"text"` (default) or `"json"`. */
+  logFormat?: LogFormat;
 }
 
-const KEYS: readonly string[] = [...SERVE_KEYS, "workers", "dispatch", "args", "debug"];
+const KEYS: readonly string[] = [
+  ...SERVE_KEYS,
+  "workers",
+  "dispatch",
+  "args",
+  "debug",
+  "logFormat",
+];
 const MAX_WORKERS = 1024;
 
 /**
@@ -62,7 +71,14 @@ export async function serve(
   options: ServeOptions = {},
 ): Promise<Server> {
   checkKeys("serve()", options, KEYS);
-  const { workers = 1, dispatch = "reuseport", args = [], debug = false, ...rest } = options;
+  const {
+    workers = 1,
+    dispatch = "reuseport",
+    args = [],
+    debug = false,
+    logFormat = "text",
+    ...rest
+  } = options;
   if (!Number.isInteger(workers) || workers < 0 || workers > MAX_WORKERS) {
     throw new RangeError(
       `Cannot use workers ${workers}: it must be an integer from 0 to ${MAX_WORKERS}`,
@@ -88,7 +104,8 @@ export async function serve(
     throw new TypeError("Cannot serve: pass an Agent, or an agent module's URL or path");
   }
   const url = moduleUrl(agent);
-  const log = rest.log ?? createLogger({ level: debug ? Level.DEBUG : Level.INFO });
+  const log = rest.log ??
+    createLogger({ level: debug ? Level.DEBUG : Level.INFO, format: logFormat });
   const frozenArgs = Object.freeze([...args]);
   if (workers <= 1) {
     const loaded = await loadAgentModule(url, {
@@ -113,6 +130,7 @@ export async function serve(
     port,
     config: {
       debug,
+      logFormat,
       agent: { module: url.href, label: String(agent), args: [...frozenArgs] },
       session: {
         maxFrameSize: session.maxFrameSize,

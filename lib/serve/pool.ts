@@ -249,7 +249,10 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
     if (Date.now() - slot.startedAt > STABLE_MS) slot.crashes = 0;
     const delay = Math.min(MAX_RESTART_MS, FIRST_RESTART_MS * 2 ** slot.crashes);
     slot.crashes++;
-    log.error(`worker ${slot.id} died (${why}); starting a new one in ${delay} ms`);
+    log.error(`worker ${slot.id} died (${why}); starting a new one in ${delay} ms`, {
+      worker: slot.id,
+      event: "worker-died",
+    });
     slot.restart = setTimeout(() => {
       slot.restart = undefined;
       if (stopping || slot.worker !== undefined) return;

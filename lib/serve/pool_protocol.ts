@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { LogFormat } from "../agent/log.ts";
 import type { SessionOptions } from "../agent/session.ts";
 
 /** How connections reach workers. */
@@ -14,6 +15,8 @@ export type Dispatch = "reuseport" | "streams";
 export interface WorkerConfig {
   /** Debug logging. */
   debug: boolean;
+  /** How workers write log lines; text by default. */
+  logFormat?: LogFormat;
   /** The agent module's URL, and the arguments its default-export function gets. */
   agent: { module: string; label: string; args: string[] };
   /** Session options (`-m`, `-c`, `--handler-timeout`, ...). */

@@ -163,7 +163,7 @@ export function createAcceptor(agent: Agent, options: AcceptorOptions = {}): Acc
         }, SWEEP_MS);
       }
       const id = nextId++;
-      const connLog = log.child(`#${id}`);
+      const connLog = log.child(`#${id}`, { peer: conn.remote });
       if (connLog.debugEnabled) connLog.debug(`accepted ${conn.remote}`);
       const session = new Session(conn, agent, sessionOptions, connLog, options.timers);
       sessions.add(session);
@@ -232,7 +232,10 @@ export async function serveWith(agent: Agent, options: InternalServeOptions): Pr
     { hostname, port, ...(options.reusePort ? { reusePort: true } : {}) },
     acceptor.accept,
   );
-  log.info(`listening on ${listener.hostname}:${listener.port}`);
+  log.info(`listening on ${listener.hostname}:${listener.port}`, {
+    address: listener.hostname,
+    port: listener.port,
+  });
 
   let stopping: Promise<void> | undefined;
   return {

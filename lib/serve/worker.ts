@@ -253,6 +253,7 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
   const log = createLogger({
     level: config.debug ? Level.DEBUG : Level.INFO,
     name: `worker ${message.id}`,
+    format: config.logFormat ?? "text",
   });
   keepRunning(log);
   try {
