@@ -6,7 +6,8 @@
  */
 
 import process from "node:process";
-import { parseCli, USAGE, UsageError } from "./lib/cli.ts";
+import { ENV_VARIABLES, parseCli, USAGE, UsageError } from "./lib/cli.ts";
+import { readEnvironment } from "./lib/runtime/mod.ts";
 import { Agent, AgentModuleError, createLogger, DataType, Level, serve } from "./lib/mod.ts";
 import { errorDetail, errorText } from "./lib/agent/log.ts";
 import { loadAgentModule, moduleUrl } from "./lib/serve/module.ts";
@@ -23,7 +24,7 @@ function fail(message: string, status: number): never {
 
 let options;
 try {
-  options = parseCli(process.argv.slice(2));
+  options = parseCli(process.argv.slice(2), readEnvironment(ENV_VARIABLES));
 } catch (err) {
   if (!(err instanceof UsageError)) throw err;
   process.stderr.write(`spoa: ${err.message}\n${USAGE}`);

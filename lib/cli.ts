@@ -44,6 +44,10 @@ Options:
       --agent <module>       Run this agent module (a path or URL) instead: its default export
                              is an Agent, an object of handlers, or a function returning one.
       --version              Print the version and exit.
+
+Every flag but -h and --version can also be set in the environment: SPOA_ and the long
+name in capitals, "-" as "_" (SPOA_PORT, SPOA_WORKERS, SPOA_MAX_FRAME_SIZE, SPOA_DEBUG=true,
+SPOA_CAPABILITY=async,fragmentation). A flag on the command line wins.
 `;
 
 /** The parsed command line. */
@@ -99,6 +103,48 @@ export class UsageError extends Error {
 
 const CAPABILITIES = ["pipelining", "async", "fragmentation"] as const;
 
+/** The flags, for `parseArgs`. */
+const OPTIONS = {
+  help: { type: "boolean", short: "h" },
+  debug: { type: "boolean", short: "d" },
+  port: { type: "string", short: "p" },
+  workers: { type: "string", short: "n" },
+  "max-frame-size": { type: "string", short: "m" },
+  capability: { type: "string", short: "c", multiple: true },
+  delay: { type: "string", short: "t" },
+  "close-after": { type: "string", short: "f" },
+  address: { type: "string", short: "a" },
+  dispatch: { type: "string" },
+  "max-connections": { type: "string" },
+  "handler-timeout": { type: "string" },
+  seed: { type: "string" },
+  agent: { type: "string" },
+  "log-format": { type: "string" },
+  version: { type: "boolean" },
+} as const;
+
+/** Flags that only make sense on the command line. */
+const NOT_FROM_ENV: readonly string[] = ["help", "version"];
+
+/**
+ * The environment variable of a flag: `SPOA_` and its long name in capitals,
+ * `-` as `_` (`--max-frame-size` is `SPOA_MAX_FRAME_SIZE`).
+ *
+ * @param long The flag's long name, e.g. `"max-frame-size"`.
+ * @returns The variable's name.
+ */
+export function envName(long: string): string {
+  return `SPOA_${long.toUpperCase().replaceAll("-", "_")}`;
+}
+
+/** Every environment variable `spoa` reads. */
+export const ENV_VARIABLES: readonly string[] = Object.keys(OPTIONS)
+  .filter((long) => !NOT_FROM_ENV.includes(long))
+  .map(envName);
+
+const TRUE = ["1", "true", "yes", "on"];
+const FALSE = ["0", "false", "no", "off", ""];
+
 /**
  * Parses the command line.
  *
@@ -115,7 +161,7 @@ const CAPABILITIES = ["pipelining", "async", "fragmentation"] as const;
  * // options.port === 9000, options.async === true, options.workers === 5
  * ```
  */
-export function parseCli(argv: string[]): CliOptions {
+export function parseCli(argv: string[], env: Readonly<Record<string, string>> = {}): CliOptions {
   // Everything after the first `--` belongs to the agent module.
   const split = argv.indexOf("--");
   const own = split < 0 ? argv : argv.slice(0, split);
@@ -126,35 +172,39 @@ export function parseCli(argv: string[]): CliOptions {
       args: own,
       strict: true,
       allowPositionals: false,
-      options: {
-        help: { type: "boolean", short: "h" },
-        debug: { type: "boolean", short: "d" },
-        port: { type: "string", short: "p" },
-        workers: { type: "string", short: "n" },
-        "max-frame-size": { type: "string", short: "m" },
-        capability: { type: "string", short: "c", multiple: true },
-        delay: { type: "string", short: "t" },
-        "close-after": { type: "string", short: "f" },
-        address: { type: "string", short: "a" },
-        dispatch: { type: "string" },
-        "max-connections": { type: "string" },
-        "handler-timeout": { type: "string" },
-        seed: { type: "string" },
-        agent: { type: "string" },
-        "log-format": { type: "string" },
-        version: { type: "boolean" },
-      },
+      options: OPTIONS,
     }));
   } catch (err) {
     throw new UsageError(describeParseError(err));
   }
+  // A flag not on the command line may come from its environment variable;
+  // errors then name the variable.
+  const given: Record<string, unknown> = values;
+  const source: Record<string, string> = {};
+  for (const [long, spec] of Object.entries(OPTIONS)) {
+    const variable = envName(long);
+    const text = env[variable];
+    if (given[long] !== undefined || NOT_FROM_ENV.includes(long) || text === undefined) continue;
+    source[long] = variable;
+    if (spec.type === "boolean") {
+      const word = text.trim().toLowerCase();
+      if (!TRUE.includes(word) && !FALSE.includes(word)) {
+        throw new UsageError(`Invalid value for ${variable}: "${text}" (expected true or false)`);
+      }
+      given[long] = TRUE.includes(word);
+    } else given[long] = "multiple" in spec ? [text] : text;
+  }
+  /** How a flag was given, for errors: `-p` or `SPOA_PORT`. */
+  const named = (long: string, flag: string) => source[long] ?? flag;
   const caps = new Set<string>();
   for (const value of values.capability ?? []) {
     for (const item of value.split(",")) {
       const cap = item.trim();
       if (!(CAPABILITIES as readonly string[]).includes(cap)) {
         throw new UsageError(
-          `Invalid value for -c: "${cap}" (expected pipelining, async or fragmentation)`,
+          `Invalid value for ${
+            named("capability", "-c")
+          }: "${cap}" (expected pipelining, async or fragmentation)`,
         );
       }
       caps.add(cap);
@@ -162,21 +212,31 @@ export function parseCli(argv: string[]): CliOptions {
   }
   const address = values.address ?? "0.0.0.0";
   if (address.trim() === "" || /\s/.test(address)) {
-    throw new UsageError(`Invalid value for -a: "${address}" (expected an address)`);
+    throw new UsageError(
+      `Invalid value for ${named("address", "-a")}: "${address}" (expected an address)`,
+    );
   }
   const dispatch = values.dispatch ?? "reuseport";
   if (dispatch !== "reuseport" && dispatch !== "streams") {
     throw new UsageError(
-      `Invalid value for --dispatch: "${dispatch}" (expected reuseport or streams)`,
+      `Invalid value for ${
+        named("dispatch", "--dispatch")
+      }: "${dispatch}" (expected reuseport or streams)`,
     );
   }
   const logFormat = values["log-format"] ?? "text";
   if (logFormat !== "text" && logFormat !== "json") {
-    throw new UsageError(`Invalid value for --log-format: "${logFormat}" (expected text or json)`);
+    throw new UsageError(
+      `Invalid value for ${
+        named("log-format", "--log-format")
+      }: "${logFormat}" (expected text or json)`,
+    );
   }
   const agent = values.agent;
   if (agent !== undefined && agent.trim() === "") {
-    throw new UsageError(`Invalid value for --agent: "${agent}" (expected a path or URL)`);
+    throw new UsageError(
+      `Invalid value for ${named("agent", "--agent")}: "${agent}" (expected a path or URL)`,
+    );
   }
   if (agent !== undefined && values.seed !== undefined) {
     throw new UsageError(
@@ -190,10 +250,10 @@ export function parseCli(argv: string[]): CliOptions {
     help: values.help ?? false,
     version: values.version ?? false,
     debug: values.debug ?? false,
-    port: integer("-p", values.port, 12345, 0, 65535),
-    workers: integer("-n", values.workers, 5, 0, 1024),
+    port: integer(named("port", "-p"), values.port, 12345, 0, 65535),
+    workers: integer(named("workers", "-n"), values.workers, 5, 0, 1024),
     maxFrameSize: integer(
-      "-m",
+      named("max-frame-size", "-m"),
       values["max-frame-size"],
       16384,
       MIN_MAX_FRAME_SIZE,
@@ -202,15 +262,29 @@ export function parseCli(argv: string[]): CliOptions {
     pipelining: true,
     async: caps.has("async"),
     fragmentation: caps.has("fragmentation"),
-    replyDelay: duration("-t", values.delay),
-    closeAfterFrames: integer("-f", values["close-after"], 0, 1, Number.MAX_SAFE_INTEGER),
+    replyDelay: duration(named("delay", "-t"), values.delay),
+    closeAfterFrames: integer(
+      named("close-after", "-f"),
+      values["close-after"],
+      0,
+      1,
+      Number.MAX_SAFE_INTEGER,
+    ),
     address,
     dispatch,
-    maxConnections: integer("--max-connections", values["max-connections"], 10_000, 1, 1_000_000),
+    maxConnections: integer(
+      named("max-connections", "--max-connections"),
+      values["max-connections"],
+      10_000,
+      1,
+      1_000_000,
+    ),
     handlerTimeout: values["handler-timeout"] === undefined
       ? 50
-      : duration("--handler-timeout", values["handler-timeout"]),
-    seed: values.seed === undefined ? undefined : integer("--seed", values.seed, 0, 0, 0xffff_ffff),
+      : duration(named("handler-timeout", "--handler-timeout"), values["handler-timeout"]),
+    seed: values.seed === undefined
+      ? undefined
+      : integer(named("seed", "--seed"), values.seed, 0, 0, 0xffff_ffff),
     logFormat,
     agent,
     agentArgs,

@@ -74,7 +74,15 @@ export function mainCommand(args: string[]): [string, string[]] {
     const read = args.includes("--agent") && module !== undefined && !/^\w+:/.test(module)
       ? `${LIB},${path.dirname(path.resolve(ROOT, module))}`
       : LIB;
-    return [process.execPath, ["run", "--allow-net", `--allow-read=${read}`, MAIN, ...args]];
+    return [process.execPath, [
+      "run",
+      "--allow-net",
+      `--allow-read=${read}`,
+      // The SPOA_* variables (lib/cli.ts), as the README's commands allow.
+      "--allow-env",
+      MAIN,
+      ...args,
+    ]];
   }
   if (agent.startsWith("Bun/")) return [process.execPath, [MAIN, ...args]];
   throw new Error(`Cannot run main.ts on "${agent}"`);
@@ -86,7 +94,7 @@ interface Spawned {
   exited: Promise<Exit>;
 }
 
-function spawnMain(args: string[], fdLimit?: number): Spawned {
+function spawnMain(args: string[], fdLimit?: number, env: Record<string, string> = {}): Spawned {
   let [cmd, argv] = mainCommand(args);
   if (fdLimit !== undefined) {
     // POSIX sh lowers RLIMIT_NOFILE, then execs: the PID stays the agent's.
@@ -95,7 +103,7 @@ function spawnMain(args: string[], fdLimit?: number): Spawned {
   }
   const child = spawn(cmd, argv, {
     cwd: ROOT,
-    env: { ...process.env, NO_COLOR: "1" },
+    env: { ...process.env, NO_COLOR: "1", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const out = { stdout: "", stderr: "" };
@@ -142,14 +150,16 @@ async function withGuard(spawned: Spawned, what: string): Promise<Exit> {
  * @param args Arguments for `main.ts`.
  * @returns How it ended, with its output.
  */
-export function runMain(args: string[]): Promise<Exit> {
-  return withGuard(spawnMain(args), `main.ts ${args.join(" ")} to exit`);
+export function runMain(args: string[], env: Record<string, string> = {}): Promise<Exit> {
+  return withGuard(spawnMain(args, undefined, env), `main.ts ${args.join(" ")} to exit`);
 }
 
 /** Options of {@linkcode startAgent}. */
 export interface StartOptions {
   /** Run with this limit on open files (`ulimit -n`, through /bin/sh). */
   fdLimit?: number;
+  /** More environment variables (e.g. `SPOA_WORKERS`). */
+  env?: Record<string, string>;
 }
 
 /**
@@ -164,7 +174,7 @@ export async function startAgent(
   args: string[] = [],
   options: StartOptions = {},
 ): Promise<AgentProcess> {
-  const spawned = spawnMain(["-p", "0", "-a", "127.0.0.1", ...args], options.fdLimit);
+  const spawned = spawnMain(["-p", "0", "-a", "127.0.0.1", ...args], options.fdLimit, options.env);
   const { child, out, exited } = spawned;
   const stop = async (signal: NodeJS.Signals = "SIGTERM"): Promise<Exit> => {
     if (child.exitCode === null && child.signalCode === null) killByPid(child.pid, signal);

@@ -411,3 +411,79 @@ test("spoa --log-format json writes one object per line with structured fields",
     }
   }
 });
+
+test("parseCli() takes flags from SPOA_* variables, and the command line wins", () => {
+  const env = {
+    SPOA_PORT: "9000",
+    SPOA_WORKERS: "3",
+    SPOA_DEBUG: "true",
+    SPOA_CAPABILITY: "async,fragmentation",
+    SPOA_MAX_FRAME_SIZE: "512",
+    SPOA_HANDLER_TIMEOUT: "20ms",
+    SPOA_LOG_FORMAT: "json",
+    SPOA_DISPATCH: "streams",
+    SPOA_HELP: "true", // -h and --version only come from the command line
+    SPOA_VERSION: "1",
+  };
+  const options = parseCli([], env);
+  assert.deepEqual(
+    [options.port, options.workers, options.debug, options.async, options.fragmentation],
+    [9000, 3, true, true, true],
+  );
+  assert.deepEqual(
+    [options.maxFrameSize, options.handlerTimeout, options.logFormat, options.dispatch],
+    [512, 20, "json", "streams"],
+  );
+  assert.equal(options.help, false);
+  assert.equal(options.version, false);
+  const flags = parseCli(["-p", "1", "-n", "0", "-c", "pipelining", "--log-format", "text"], env);
+  assert.deepEqual([flags.port, flags.workers, flags.async, flags.logFormat], [
+    1,
+    0,
+    false,
+    "text",
+  ]);
+  assert.equal(parseCli([], { SPOA_DEBUG: "0" }).debug, false);
+  assert.equal(parseCli([], { SPOA_AGENT: "./x.ts" }).agent, "./x.ts");
+});
+
+test("parseCli() names the variable of a bad value from the environment", () => {
+  const bad: [Record<string, string>, RegExp][] = [
+    [
+      { SPOA_PORT: "x" },
+      /^Invalid value for SPOA_PORT: "x" \(expected an integer from 0 to 65535\)$/,
+    ],
+    [{ SPOA_DEBUG: "maybe" }, /^Invalid value for SPOA_DEBUG: "maybe" \(expected true or false\)$/],
+    [{ SPOA_CAPABILITY: "turbo" }, /^Invalid value for SPOA_CAPABILITY: "turbo"/],
+    [{ SPOA_DELAY: "soon" }, /^Invalid value for SPOA_DELAY: "soon"/],
+    [{ SPOA_MAX_FRAME_SIZE: "12" }, /^Invalid value for SPOA_MAX_FRAME_SIZE: "12"/],
+    [{ SPOA_LOG_FORMAT: "xml" }, /^Invalid value for SPOA_LOG_FORMAT: "xml"/],
+  ];
+  for (const [env, message] of bad) {
+    assert.throws(() => parseCli([], env), (err: Error) => {
+      assert.ok(err instanceof UsageError);
+      assert.match(err.message, message);
+      return true;
+    });
+  }
+  // The same value on the command line is named by its flag.
+  assert.throws(
+    () => parseCli(["-p", "x"], { SPOA_PORT: "1" }),
+    /^UsageError: Invalid value for -p/,
+  );
+});
+
+test("spoa reads SPOA_* variables from its environment", async () => {
+  const agent = await startAgent([], { env: { SPOA_WORKERS: "2", SPOA_LOG_FORMAT: "json" } });
+  try {
+    const exit = await agent.stop();
+    assert.equal(exit.code, 0, exit.stderr);
+    const lines = exit.stderr.trim().split("\n").map((line) => JSON.parse(line));
+    assert.ok(lines.some((l) => /with 2 workers/.test(l.message)), exit.stderr);
+  } finally {
+    await agent.stop("SIGKILL");
+  }
+  const bad = await runMain([], { SPOA_PORT: "99999" });
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /^spoa: Invalid value for SPOA_PORT: "99999"/);
+});

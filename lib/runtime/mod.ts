@@ -6,6 +6,7 @@
  * @module
  */
 
+import process from "node:process";
 import type { Listen, ListenStreams } from "../agent/conn.ts";
 
 /** The runtimes spoa runs on. */
@@ -66,4 +67,31 @@ function denoUnstableNet(): boolean {
  */
 export async function runtimeListenStreams(): Promise<ListenStreams | undefined> {
   return detectRuntime() === "deno" ? (await import("./deno.ts")).listenStreams : undefined;
+}
+
+/**
+ * The values of the named environment variables that are set and may be
+ * read. Deno reads only those its permissions grant (`--allow-env`, or
+ * `--allow-env=SPOA_PORT,...`), and never prompts; Bun reads them all.
+ *
+ * @param names The variables wanted.
+ * @returns Their values, by name (unset or unreadable ones are missing).
+ */
+export function readEnvironment(names: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  const deno = (globalThis as {
+    Deno?: {
+      env: { get(name: string): string | undefined };
+      permissions: { querySync(d: { name: "env"; variable: string }): { state: string } };
+    };
+  }).Deno;
+  for (const name of names) {
+    let value: string | undefined;
+    if (deno !== undefined) {
+      if (deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") continue;
+      value = deno.env.get(name);
+    } else value = process.env[name];
+    if (value !== undefined) out[name] = value;
+  }
+  return out;
 }
