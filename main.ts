@@ -6,7 +6,7 @@
  */
 
 import process from "node:process";
-import { ENV_VARIABLES, parseCli, USAGE, UsageError } from "./lib/cli.ts";
+import { type CliOptions, ENV_VARIABLES, parseCli, USAGE, UsageError } from "./lib/cli.ts";
 import { readEnvironment } from "./lib/runtime/mod.ts";
 import { Agent, AgentModuleError, createLogger, DataType, Level, serve } from "./lib/mod.ts";
 import { errorDetail, errorText } from "./lib/agent/log.ts";
@@ -17,12 +17,22 @@ import { VERSION } from "./lib/version.ts";
 /** How long SIGTERM/SIGINT lets connections drain before they are cut. */
 const SHUTDOWN_GRACE_MS = 3000;
 
+/** Why listening failed, in one line naming the address. */
+function listenFailure(err: unknown): string {
+  const text = errorText(err);
+  if (text.startsWith("Cannot listen on ")) return text;
+  const where = options.socketPath === undefined
+    ? `${options.address}:${options.port}`
+    : `unix:${options.socketPath}`;
+  return `Cannot listen on ${where}: ${text}`;
+}
+
 function fail(message: string, status: number): never {
   process.stderr.write(`spoa: ${message}\n`);
   process.exit(status);
 }
 
-let options;
+let options: CliOptions;
 try {
   options = parseCli(process.argv.slice(2), readEnvironment(ENV_VARIABLES));
 } catch (err) {
@@ -116,20 +126,29 @@ if (options.workers <= 1) {
       ...session,
       reference,
       maxConnections: options.maxConnections,
-      hostname: options.address,
-      port: options.port,
+      ...(options.socketPath === undefined
+        ? { hostname: options.address, port: options.port }
+        : { path: options.socketPath }),
+      ...(options.socketMode === undefined ? {} : { socketMode: options.socketMode }),
       log,
     });
   } catch (err) {
-    fail(`Cannot listen on ${options.address}:${options.port}: ${errorText(err)}`, 1);
+    fail(listenFailure(err), 1);
   }
 } else {
   try {
+    // One process cannot bind a Unix socket twice: the main thread accepts.
+    const dispatch = options.socketPath === undefined ? options.dispatch : "streams";
+    if (dispatch !== options.dispatch) {
+      log.info("a Unix socket is shared by the main thread handing connections over (streams)");
+    }
     running = await startPool({
       workers: options.workers,
-      dispatch: options.dispatch,
+      dispatch,
       hostname: options.address,
       port: options.port,
+      ...(options.socketPath === undefined ? {} : { path: options.socketPath }),
+      ...(options.socketMode === undefined ? {} : { socketMode: options.socketMode }),
       config: {
         debug: options.debug,
         logFormat: options.logFormat,
@@ -146,7 +165,7 @@ if (options.workers <= 1) {
     });
   } catch (err) {
     if (err instanceof PoolStartError && err.stage === "load") fail(err.message, 1);
-    fail(`Cannot listen on ${options.address}:${options.port}: ${errorText(err)}`, 1);
+    fail(listenFailure(err), 1);
   }
 }
 

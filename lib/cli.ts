@@ -29,7 +29,9 @@ Options:
                              comma-separated). Pipelining is always enabled.
   -t, --delay <time>         Hold each reply back, e.g. 10ms, 500us, 1s (unit: ms). Default: 0.
   -f, --close-after <n>      Close each connection after n NOTIFY frames. Default: never.
-  -a, --address <address>    Address to listen on. Default: 0.0.0.0 (all IPv4 interfaces).
+  -a, --address <address>    Address to listen on, or unix:/path for a Unix socket.
+                             Default: 0.0.0.0 (all IPv4 interfaces).
+      --socket-mode <mode>   The Unix socket's file mode, in octal (e.g. 0660).
       --dispatch <mode>      How connections reach workers: reuseport (each worker listens
                              on the port) or streams (the main thread accepts and hands
                              them over). Default: reuseport.
@@ -76,6 +78,10 @@ export interface CliOptions {
   closeAfterFrames: number;
   /** `-a`. */
   address: string;
+  /** `-a unix:/path`: the Unix socket's path. */
+  socketPath: string | undefined;
+  /** `--socket-mode`, e.g. `0o660`. */
+  socketMode: number | undefined;
   /** `--dispatch`. */
   dispatch: "reuseport" | "streams";
   /** `--max-connections`. */
@@ -120,6 +126,7 @@ const OPTIONS = {
   seed: { type: "string" },
   agent: { type: "string" },
   "log-format": { type: "string" },
+  "socket-mode": { type: "string" },
   version: { type: "boolean" },
 } as const;
 
@@ -216,6 +223,29 @@ export function parseCli(argv: string[], env: Readonly<Record<string, string>> =
       `Invalid value for ${named("address", "-a")}: "${address}" (expected an address)`,
     );
   }
+  const socketPath = address.startsWith("unix:") ? address.slice("unix:".length) : undefined;
+  if (socketPath !== undefined && (socketPath === "" || socketPath.includes("\0"))) {
+    throw new UsageError(
+      `Invalid value for ${named("address", "-a")}: "${address}" (expected unix:/path/to/socket)`,
+    );
+  }
+  const modeText = values["socket-mode"];
+  let socketMode: number | undefined;
+  if (modeText !== undefined) {
+    socketMode = /^0?[0-7]{3}$/.test(modeText) ? parseInt(modeText, 8) : NaN;
+    if (Number.isNaN(socketMode)) {
+      throw new UsageError(
+        `Invalid value for ${
+          named("socket-mode", "--socket-mode")
+        }: "${modeText}" (expected an octal mode such as 0660)`,
+      );
+    }
+    if (socketPath === undefined) {
+      throw new UsageError(
+        `Cannot use ${named("socket-mode", "--socket-mode")} without a Unix socket (-a unix:/path)`,
+      );
+    }
+  }
   const dispatch = values.dispatch ?? "reuseport";
   if (dispatch !== "reuseport" && dispatch !== "streams") {
     throw new UsageError(
@@ -271,6 +301,8 @@ export function parseCli(argv: string[], env: Readonly<Record<string, string>> =
       Number.MAX_SAFE_INTEGER,
     ),
     address,
+    socketPath,
+    socketMode,
     dispatch,
     maxConnections: integer(
       named("max-connections", "--max-connections"),

@@ -119,6 +119,8 @@ export interface HaproxyOptions {
   spoe: string;
   /** The agent's port on 127.0.0.1. */
   agentPort: number;
+  /** The agent's address as HAProxy writes it instead, e.g. `unix@/tmp/spoa.sock`. */
+  agentAddress?: string;
   /** Bind the frontend on `::1` instead of 127.0.0.1. */
   ipv6?: boolean;
   /** Also start a stub application server and pass it as APP_ADDR. */
@@ -184,7 +186,7 @@ async function setup(options: HaproxyOptions): Promise<Setup> {
   ];
   const env: Record<string, string> = {
     HAPROXY_BIND: `${host}:${port}`,
-    SPOA_ADDR: `127.0.0.1:${options.agentPort}`,
+    SPOA_ADDR: options.agentAddress ?? `127.0.0.1:${options.agentPort}`,
     SPOE_CONF: options.spoe.startsWith("/") ? options.spoe : join(CONFIG_DIR, options.spoe),
   };
   if (options.app) {

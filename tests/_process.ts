@@ -74,10 +74,14 @@ export function mainCommand(args: string[]): [string, string[]] {
     const read = args.includes("--agent") && module !== undefined && !/^\w+:/.test(module)
       ? `${LIB},${path.dirname(path.resolve(ROOT, module))}`
       : LIB;
+    // A Unix socket (-a unix:PATH) is read and written in its folder.
+    const socket = args.find((a) => a.startsWith("unix:"))?.slice("unix:".length);
+    const folder = socket === undefined ? undefined : path.dirname(socket);
     return [process.execPath, [
       "run",
       "--allow-net",
-      `--allow-read=${read}`,
+      `--allow-read=${folder === undefined ? read : `${read},${folder}`}`,
+      ...(folder === undefined ? [] : [`--allow-write=${folder}`]),
       // The SPOA_* variables (lib/cli.ts), as the README's commands allow.
       "--allow-env",
       MAIN,
@@ -193,10 +197,12 @@ export async function startAgent(
           // --log-format json
           /^\{"time":"[^"]*","level":"info",(?:"component":"main",)?"message":"listening on ([^"]+):(\d+)/m
             .exec(out.stderr);
-        if (match) {
+        // A Unix socket: no port.
+        const unix = /^\S+ info (?:\[main\] )?listening on unix:/m.test(out.stderr);
+        if (match || unix) {
           clearTimeout(timer);
           child.stderr!.off("data", check);
-          resolve(Number(match[2]));
+          resolve(match ? Number(match[2]) : 0);
         }
       };
       child.stderr!.on("data", check);

@@ -209,9 +209,12 @@ export class SpopClient {
    * @param host The agent's address.
    * @returns The connected client.
    */
-  static connect(port: number, host = "127.0.0.1"): Promise<SpopClient> {
+  static connect(port: number | string, host = "127.0.0.1"): Promise<SpopClient> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ port, host });
+      // A string is a Unix socket's path.
+      const socket = typeof port === "string"
+        ? net.connect({ path: port })
+        : net.connect({ port, host });
       const timer = setTimeout(() => {
         socket.destroy();
         reject(new Error(`Timed out connecting to ${host}:${port}`));

@@ -154,6 +154,7 @@ const BINARY_SUITES = [
   "tests/pool_test.ts",
   "tests/hostile_test.ts",
   "tests/agent_module_test.ts",
+  "tests/unix_test.ts",
 ];
 
 async function binarySuite(name: string, task: string, binary: string): Promise<void> {

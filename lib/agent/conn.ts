@@ -65,14 +65,20 @@ export interface ListenOptions {
   port: number;
   /** Share the port with other listeners of this process (SO_REUSEPORT). */
   reusePort?: boolean;
+  /** Listen on this Unix socket file instead of TCP (`hostname` and `port` are ignored). */
+  path?: string;
+  /** The socket file's mode, e.g. `0o660` (Unix sockets only). */
+  mode?: number;
 }
 
 /** A listening socket. */
 export interface Listener {
   /** The bound address. */
   readonly hostname: string;
-  /** The bound port (the real one when 0 was asked for). */
+  /** The bound port (the real one when 0 was asked for); 0 for a Unix socket. */
   readonly port: number;
+  /** The socket file, for a Unix socket. */
+  readonly path?: string;
   /** Stops accepting; open connections stay. */
   close(): void;
 }

@@ -154,3 +154,25 @@ export function checkAddress(hostname: unknown, port: unknown): void {
 export function checkMaxConnections(value: unknown): void {
   if (value !== undefined) integer(1)("maxConnections", value);
 }
+
+/**
+ * Checks a Unix socket's path and mode.
+ *
+ * @param path The socket file.
+ * @param mode Its mode, if given.
+ * @throws {TypeError} For an empty path or one with a NUL byte.
+ * @throws {RangeError} For a mode outside 0..0o777.
+ */
+export function checkSocket(path: unknown, mode: unknown): void {
+  if (typeof path !== "string" || path === "" || path.includes("\0")) {
+    throw new TypeError(`Cannot use path ${JSON.stringify(path)}: give the socket file's path`);
+  }
+  if (
+    mode !== undefined && (typeof mode !== "number" || !Number.isInteger(mode) || mode < 0 ||
+      mode > 0o777)
+  ) {
+    throw new RangeError(
+      `Cannot use socketMode ${String(mode)}: it must be a mode from 0 to 0o777`,
+    );
+  }
+}

@@ -10,7 +10,8 @@
  * @module
  */
 
-import type { Conn, ConnHandler, Listen, Listener } from "../agent/conn.ts";
+import type { Conn, ConnHandler, Listen } from "../agent/conn.ts";
+import { prepareSocketPath, removeSocketPath, setSocketMode } from "./_unix.ts";
 
 interface BunSocket {
   data: BunConn;
@@ -44,8 +45,9 @@ interface BunTcpListener {
 
 interface BunApi {
   listen(options: {
-    hostname: string;
-    port: number;
+    hostname?: string;
+    port?: number;
+    unix?: string;
     reusePort?: boolean;
     allowHalfOpen?: boolean;
     socket: BunSocketHandlers;
@@ -64,11 +66,12 @@ const LINGER_MS = 2000;
  * @param accept Called for each connection.
  * @returns The listener.
  */
-export const listen: Listen = (options, accept) => {
+export const listen: Listen = async (options, accept) => {
+  const path = options.path;
+  if (path !== undefined) await prepareSocketPath(path);
   const server = Bun.listen({
-    hostname: options.hostname,
-    port: options.port,
-    ...(options.reusePort ? { reusePort: true } : {}),
+    ...(path !== undefined ? { unix: path } : { hostname: options.hostname, port: options.port }),
+    ...(options.reusePort && path === undefined ? { reusePort: true } : {}),
     // After the peer's FIN, what is still to be sent goes out first (`end` below).
     allowHalfOpen: true,
     socket: {
@@ -98,12 +101,28 @@ export const listen: Listen = (options, accept) => {
       },
     },
   });
-  const result: Listener = {
-    hostname: server.hostname,
-    port: server.port,
-    close: () => server.stop(false),
-  };
-  return Promise.resolve(result);
+  if (path !== undefined) {
+    try {
+      setSocketMode(path, options.mode);
+    } catch (err) {
+      server.stop(false);
+      removeSocketPath(path);
+      throw err;
+    }
+    let closed = false;
+    return {
+      hostname: `unix:${path}`,
+      port: 0,
+      path,
+      close: () => {
+        if (closed) return;
+        closed = true;
+        server.stop(false);
+        removeSocketPath(path);
+      },
+    };
+  }
+  return { hostname: server.hostname, port: server.port, close: () => server.stop(false) };
 };
 
 class BunConn implements Conn {
@@ -124,7 +143,9 @@ class BunConn implements Conn {
     this.#socket = socket;
     const host = socket.remoteAddress;
     const port = socket.remotePort;
-    this.remote = port === undefined
+    this.remote = !host
+      ? "unix"
+      : port === undefined
       ? host
       : host.includes(":")
       ? `[${host}]:${port}`

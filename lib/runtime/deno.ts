@@ -7,7 +7,15 @@
  * @module
  */
 
-import type { Conn, ConnHandler, Listen, Listener, ListenStreams } from "../agent/conn.ts";
+import type {
+  Conn,
+  ConnHandler,
+  Listen,
+  Listener,
+  ListenOptions,
+  ListenStreams,
+} from "../agent/conn.ts";
+import { prepareSocketPath, removeSocketPath, setSocketMode } from "./_unix.ts";
 
 /**
  * Bytes per read. Each idle connection holds one such buffer, so it is sized
@@ -30,22 +38,42 @@ const LINGER_MS = 2000;
  * @param accept Called for each connection.
  * @returns The listener.
  */
-export const listen: Listen = (options, accept) => {
-  const listener = Deno.listen({
-    hostname: options.hostname,
-    port: options.port,
-    transport: "tcp",
-    ...(options.reusePort ? { reusePort: true } : {}),
-  });
-  return Promise.resolve(acceptEach(listener, (conn) => {
+export const listen: Listen = async (options, accept) => {
+  const listener = await denoListen(options, options.reusePort ?? false);
+  return acceptEach(listener, options, (conn) => {
     const wrapped = new DenoConn(conn);
     try {
       wrapped.start(accept(wrapped));
     } catch {
       wrapped.close();
     }
-  }));
+  });
 };
+
+/** A TCP or Unix listener (the socket file made ready first). */
+async function denoListen(options: ListenOptions, reusePort: boolean): Promise<AnyListener> {
+  if (options.path !== undefined) {
+    await prepareSocketPath(options.path);
+    const listener = Deno.listen({ transport: "unix", path: options.path });
+    try {
+      setSocketMode(options.path, options.mode);
+    } catch (err) {
+      listener.close();
+      removeSocketPath(options.path);
+      throw err;
+    }
+    return listener;
+  }
+  return Deno.listen({
+    hostname: options.hostname,
+    port: options.port,
+    transport: "tcp",
+    ...(reusePort ? { reusePort: true } : {}),
+  });
+}
+
+type AnyListener = Deno.TcpListener | Deno.UnixListener;
+type AnyConn = Deno.TcpConn | Deno.UnixConn;
 
 /**
  * Listens with `Deno.listen` and hands each connection over as its
@@ -55,18 +83,10 @@ export const listen: Listen = (options, accept) => {
  * @param onConn Receives each connection.
  * @returns The listener.
  */
-export const listenStreams: ListenStreams = (options, onConn) => {
-  const listener = Deno.listen({
-    hostname: options.hostname,
-    port: options.port,
-    transport: "tcp",
-  });
-  return Promise.resolve(acceptEach(listener, (conn) => {
-    try {
-      conn.setNoDelay(true);
-    } catch {
-      // The peer may already be gone.
-    }
+export const listenStreams: ListenStreams = async (options, onConn) => {
+  const listener = await denoListen(options, false);
+  return acceptEach(listener, options, (conn) => {
+    noDelay(conn);
     onConn({
       remote: remoteOf(conn),
       readable: readableOf(conn),
@@ -79,8 +99,16 @@ export const listenStreams: ListenStreams = (options, onConn) => {
         }
       },
     });
-  }));
+  });
 };
+
+function noDelay(conn: AnyConn): void {
+  try {
+    if ("setNoDelay" in conn) conn.setNoDelay(true);
+  } catch {
+    // The peer may already be gone.
+  }
+}
 
 /**
  * A connection's bytes as a stream that ends at the peer's FIN and leaves the
@@ -88,7 +116,7 @@ export const listenStreams: ListenStreams = (options, onConn) => {
  * EOF, so that nothing could be sent after a peer half-closed. Each chunk has
  * a buffer of its own (chunks are transferred to a worker).
  */
-function readableOf(conn: Deno.TcpConn): ReadableStream<Uint8Array> {
+function readableOf(conn: AnyConn): ReadableStream<Uint8Array> {
   const buf = new Uint8Array(READ_BUFFER_SIZE);
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
@@ -117,11 +145,15 @@ function readableOf(conn: Deno.TcpConn): ReadableStream<Uint8Array> {
  * is accepted at once when only the failed one was lost, after a short pause
  * otherwise (out of descriptors or memory).
  */
-function acceptEach(listener: Deno.TcpListener, onConn: (conn: Deno.TcpConn) => void): Listener {
+function acceptEach(
+  listener: AnyListener,
+  options: ListenOptions,
+  onConn: (conn: AnyConn) => void,
+): Listener {
   let closed = false;
   void (async () => {
     for (;;) {
-      let conn: Deno.TcpConn;
+      let conn: AnyConn;
       try {
         conn = await listener.accept();
       } catch (err) {
@@ -132,19 +164,21 @@ function acceptEach(listener: Deno.TcpListener, onConn: (conn: Deno.TcpConn) => 
       onConn(conn);
     }
   })();
-  const addr = listener.addr as Deno.NetAddr;
-  return {
-    hostname: addr.hostname,
-    port: addr.port,
-    close: () => {
-      closed = true;
-      try {
-        listener.close();
-      } catch {
-        // Already closed.
-      }
-    },
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    try {
+      listener.close();
+    } catch {
+      // Already closed.
+    }
+    if (options.path !== undefined) removeSocketPath(options.path);
   };
+  if (options.path !== undefined) {
+    return { hostname: `unix:${options.path}`, port: 0, path: options.path, close };
+  }
+  const addr = listener.addr as Deno.NetAddr;
+  return { hostname: addr.hostname, port: addr.port, close };
 }
 
 /**
@@ -160,8 +194,9 @@ function peerGone(err: unknown): boolean {
     err instanceof Deno.errors.ConnectionReset;
 }
 
-function remoteOf(conn: Deno.TcpConn): string {
+function remoteOf(conn: AnyConn): string {
   const addr = conn.remoteAddr;
+  if (!("hostname" in addr)) return addr.path === "" ? "unix" : `unix:${addr.path}`;
   return addr.hostname.includes(":")
     ? `[${addr.hostname}]:${addr.port}`
     : `${addr.hostname}:${addr.port}`;
@@ -169,7 +204,7 @@ function remoteOf(conn: Deno.TcpConn): string {
 
 class DenoConn implements Conn {
   readonly remote: string;
-  readonly #conn: Deno.TcpConn;
+  readonly #conn: AnyConn;
   #handler: ConnHandler | undefined;
   /** Output waiting for the next write (allocated on first use). */
   #out = EMPTY;
@@ -188,14 +223,10 @@ class DenoConn implements Conn {
   #paused = false;
   #wake: (() => void) | undefined;
 
-  constructor(conn: Deno.TcpConn) {
+  constructor(conn: AnyConn) {
     this.#conn = conn;
     this.remote = remoteOf(conn);
-    try {
-      conn.setNoDelay(true);
-    } catch {
-      // The peer may already be gone.
-    }
+    noDelay(conn);
   }
 
   get queued(): number {

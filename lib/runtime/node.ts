@@ -13,6 +13,7 @@
 import net from "node:net";
 import { Buffer } from "node:buffer";
 import type { Accept, Conn, ConnHandler, Listen, Listener } from "../agent/conn.ts";
+import { prepareSocketPath, setSocketMode } from "./_unix.ts";
 
 /** How long a closing connection waits for the peer's FIN before it closes anyway. */
 const LINGER_MS = 2000;
@@ -24,7 +25,12 @@ const LINGER_MS = 2000;
  * @param accept Called for each connection.
  * @returns The listener.
  */
-export const listen: Listen = (options, accept) =>
+export const listen: Listen = async (options, accept) => {
+  if (options.path !== undefined) await prepareSocketPath(options.path);
+  return await listenNode(options, accept);
+};
+
+const listenNode: Listen = (options, accept) =>
   new Promise((resolve, reject) => {
     // allowHalfOpen: after the peer's FIN, what is still to be sent goes out first.
     const server = net.createServer(
@@ -32,8 +38,9 @@ export const listen: Listen = (options, accept) =>
       (socket) => serveSocket(socket, accept),
     );
     server.once("error", reject);
+    const path = options.path;
     server.listen(
-      {
+      path !== undefined ? { path, backlog: 1024 } : {
         host: options.hostname,
         port: options.port,
         backlog: 1024,
@@ -41,6 +48,18 @@ export const listen: Listen = (options, accept) =>
       },
       () => {
         server.off("error", reject);
+        if (path !== undefined) {
+          try {
+            setSocketMode(path, options.mode);
+          } catch (err) {
+            server.close();
+            reject(err);
+            return;
+          }
+          // node:net removes the socket file when the server closes.
+          resolve({ hostname: `unix:${path}`, port: 0, path, close: () => void server.close() });
+          return;
+        }
         const address = server.address() as net.AddressInfo;
         const listener: Listener = {
           hostname: address.address,
@@ -83,8 +102,10 @@ class NodeConn implements Conn {
 
   constructor(socket: net.Socket) {
     this.#socket = socket;
-    const host = socket.remoteAddress ?? "?";
-    this.remote = host.includes(":")
+    const host = socket.remoteAddress;
+    this.remote = host === undefined
+      ? "unix"
+      : host.includes(":")
       ? `[${host}]:${socket.remotePort}`
       : `${host}:${socket.remotePort}`;
   }

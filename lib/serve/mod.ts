@@ -8,7 +8,13 @@
 
 import { Agent } from "../agent/handler.ts";
 import { createLogger, Level, type LogFormat } from "../agent/log.ts";
-import { checkAddress, checkKeys, checkMaxConnections, sessionConfig } from "../agent/options.ts";
+import {
+  checkAddress,
+  checkKeys,
+  checkMaxConnections,
+  checkSocket,
+  sessionConfig,
+} from "../agent/options.ts";
 import { DataType } from "../spop.ts";
 import { loadAgentModule, moduleUrl } from "./module.ts";
 import { startPool } from "./pool.ts";
@@ -119,15 +125,27 @@ export async function serve(
     return await serveAgent(loaded, { ...rest, log });
   }
   // The options are checked here, once, as they would be on this thread.
-  const { reference, maxConnections, hostname = "0.0.0.0", port = 12345, reusePort: _ } = rest;
+  const {
+    reference,
+    maxConnections,
+    hostname = "0.0.0.0",
+    port = 12345,
+    path,
+    socketMode,
+    reusePort: _,
+  } = rest;
   const session = sessionConfig(rest, reference);
   checkMaxConnections(maxConnections);
-  checkAddress(hostname, port);
+  if (path === undefined) checkAddress(hostname, port);
+  else checkSocket(path, socketMode);
   const pool = await startPool({
     workers,
-    dispatch,
+    // One process cannot bind a Unix socket twice: the main thread accepts.
+    dispatch: path === undefined ? dispatch : "streams",
     hostname,
     port,
+    ...(path === undefined ? {} : { path }),
+    ...(socketMode === undefined ? {} : { socketMode }),
     config: {
       debug,
       logFormat,

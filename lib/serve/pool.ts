@@ -36,6 +36,13 @@ export interface PoolOptions {
   hostname: string;
   /** Port to listen on; 0 picks one. */
   port: number;
+  /**
+   * A Unix socket to listen on instead. One process cannot bind it more than
+   * once, so the main thread accepts and hands connections over (`streams`).
+   */
+  path?: string;
+  /** The socket file's mode. */
+  socketMode?: number;
   /** What each worker runs. */
   config: WorkerConfig;
   /** Where the pool logs (workers log under their own names). */
@@ -111,6 +118,9 @@ export class PoolStartError extends Error {
  * @throws {Error} When the first worker cannot start (e.g. the port is taken).
  */
 export async function startPool(options: PoolOptions): Promise<Pool> {
+  if (options.path !== undefined && options.dispatch === "reuseport") {
+    throw new TypeError("Cannot share a Unix socket between workers with reuseport: use streams");
+  }
   const log = options.log;
   const url = options.workerUrl ?? new URL("./worker.ts", import.meta.url);
   const slots: Slot[] = Array.from({ length: options.workers }, (_, i) => ({
@@ -295,11 +305,18 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
   }
   up = true;
   log.info(
-    `listening on ${options.hostname}:${port} with ${options.workers} workers (${options.dispatch})`,
+    `listening on ${
+      options.path === undefined ? `${options.hostname}:${port}` : `unix:${options.path}`
+    } with ${options.workers} workers (${options.dispatch})`,
   );
 
   async function listenForWorkers(): Promise<Listener> {
-    const listenOptions = { hostname: options.hostname, port: options.port };
+    const listenOptions = {
+      hostname: options.hostname,
+      port: options.port,
+      ...(options.path === undefined ? {} : { path: options.path }),
+      ...(options.socketMode === undefined ? {} : { mode: options.socketMode }),
+    };
     let nextCid = 1;
     const listenStreams = await runtimeListenStreams();
     if (listenStreams) {

@@ -12,6 +12,7 @@ import {
   checkAddress,
   checkKeys,
   checkMaxConnections,
+  checkSocket,
   SESSION_OPTION_KEYS,
   sessionConfig,
 } from "../agent/options.ts";
@@ -36,6 +37,14 @@ export interface ServerOptions extends Partial<SessionOptions> {
   port?: number;
   /** Bind with SO_REUSEPORT, so that several listeners share the port. */
   reusePort?: boolean;
+  /**
+   * Listen on this Unix socket file instead of TCP (HAProxy:
+   * `server s1 unix@/path`). A stale file is replaced, a live one refused;
+   * the file is removed when the server stops.
+   */
+  path?: string;
+  /** The socket file's mode, e.g. `0o660`; the umask's by default. */
+  socketMode?: number;
   /** Connections served at once; more are closed as soon as they arrive. 10,000 by default. */
   maxConnections?: number;
   /** Where to log; info level on stderr by default. */
@@ -60,6 +69,8 @@ export const SERVE_KEYS: readonly string[] = [
   "hostname",
   "port",
   "reusePort",
+  "path",
+  "socketMode",
   "maxConnections",
   "log",
   "reference",
@@ -224,18 +235,29 @@ export function serve(agent: Agent, options: ServerOptions = {}): Promise<Server
 export async function serveWith(agent: Agent, options: InternalServeOptions): Promise<Server> {
   const hostname = options.hostname ?? "0.0.0.0";
   const port = options.port ?? 12345;
-  checkAddress(hostname, port);
+  const { path, socketMode } = options;
+  if (path === undefined) checkAddress(hostname, port);
+  else checkSocket(path, socketMode);
   const log = options.log ?? createLogger();
   const acceptor = createAcceptor(agent, { ...options, log });
-  const listen = options.listen ?? await runtimeListen({ reusePort: options.reusePort ?? false });
+  const reusePort = path === undefined && (options.reusePort ?? false);
+  const listen = options.listen ?? await runtimeListen({ reusePort });
   const listener = await listen(
-    { hostname, port, ...(options.reusePort ? { reusePort: true } : {}) },
+    {
+      hostname,
+      port,
+      ...(reusePort ? { reusePort: true } : {}),
+      ...(path === undefined ? {} : { path }),
+      ...(socketMode === undefined ? {} : { mode: socketMode }),
+    },
     acceptor.accept,
   );
-  log.info(`listening on ${listener.hostname}:${listener.port}`, {
-    address: listener.hostname,
-    port: listener.port,
-  });
+  if (path === undefined) {
+    log.info(`listening on ${listener.hostname}:${listener.port}`, {
+      address: listener.hostname,
+      port: listener.port,
+    });
+  } else log.info(`listening on unix:${path}`, { address: `unix:${path}` });
 
   let stopping: Promise<void> | undefined;
   return {
