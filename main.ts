@@ -6,6 +6,8 @@
  */
 
 import process from "node:process";
+import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { type CliOptions, ENV_VARIABLES, parseCli, USAGE, UsageError } from "./lib/cli.ts";
 import { readEnvironment } from "./lib/runtime/mod.ts";
 import { Agent, AgentModuleError, createLogger, DataType, Level, serve } from "./lib/mod.ts";
@@ -16,6 +18,40 @@ import { VERSION } from "./lib/version.ts";
 
 /** How long SIGTERM/SIGINT lets connections drain before they are cut. */
 const SHUTDOWN_GRACE_MS = 3000;
+
+/**
+ * Reads the TLS certificate and key, and checks that the key is the
+ * certificate's.
+ */
+function readTls(certFile: string, keyFile: string): { cert: string; key: string } {
+  const read = (flag: string, file: string) => {
+    try {
+      return readFileSync(file, "utf8");
+    } catch (err) {
+      throw new Error(`Cannot read ${flag} ${file}: ${errorText(err)}`);
+    }
+  };
+  const cert = read("--tls-cert", certFile);
+  const key = read("--tls-key", keyFile);
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(cert);
+  } catch (err) {
+    throw new Error(`Cannot use --tls-cert ${certFile}: not a PEM certificate (${errorText(err)})`);
+  }
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch (err) {
+    throw new Error(`Cannot use --tls-key ${keyFile}: not a PEM private key (${errorText(err)})`);
+  }
+  if (!certificate.checkPrivateKey(privateKey)) {
+    throw new Error(
+      `Cannot use --tls-key ${keyFile}: it is not the key of the certificate in ${certFile}`,
+    );
+  }
+  return { cert, key };
+}
 
 /** Why listening failed, in one line naming the address. */
 function listenFailure(err: unknown): string {
@@ -65,6 +101,16 @@ const reference = { replyDelay: options.replyDelay, closeAfterFrames: options.cl
 
 // The agent module: the user's (--agent), or the built-in IP-reputation
 // service, which takes --seed as its argument. Both load the same way.
+// TLS material is read and checked before anything starts.
+let tls: { cert: string; key: string } | undefined;
+if (options.tls !== undefined) {
+  try {
+    tls = readTls(options.tls.certFile, options.tls.keyFile);
+  } catch (err) {
+    fail(errorText(err), 1);
+  }
+}
+
 const builtin = options.agent === undefined;
 const agentLabel = options.agent ?? "(built-in IP reputation)";
 const agentModule = builtin
@@ -130,6 +176,7 @@ if (options.workers <= 1) {
         ? { hostname: options.address, port: options.port }
         : { path: options.socketPath }),
       ...(options.socketMode === undefined ? {} : { socketMode: options.socketMode }),
+      ...(tls === undefined ? {} : { tls }),
       log,
     });
   } catch (err) {
@@ -152,6 +199,7 @@ if (options.workers <= 1) {
       config: {
         debug: options.debug,
         logFormat: options.logFormat,
+        ...(tls === undefined ? {} : { tls }),
         agent: { module: agentModule.href, label: agentLabel, args: agentArgs },
         session,
         reference,

@@ -32,6 +32,8 @@ Options:
   -a, --address <address>    Address to listen on, or unix:/path for a Unix socket.
                              Default: 0.0.0.0 (all IPv4 interfaces).
       --socket-mode <mode>   The Unix socket's file mode, in octal (e.g. 0660).
+      --tls-cert <file>      Serve SPOP over TLS with this certificate (PEM; a chain may follow).
+      --tls-key <file>       The certificate's private key (PEM).
       --dispatch <mode>      How connections reach workers: reuseport (each worker listens
                              on the port) or streams (the main thread accepts and hands
                              them over). Default: reuseport.
@@ -82,6 +84,8 @@ export interface CliOptions {
   socketPath: string | undefined;
   /** `--socket-mode`, e.g. `0o660`. */
   socketMode: number | undefined;
+  /** `--tls-cert` and `--tls-key`: the files, when TLS is on. */
+  tls: { certFile: string; keyFile: string } | undefined;
   /** `--dispatch`. */
   dispatch: "reuseport" | "streams";
   /** `--max-connections`. */
@@ -127,6 +131,8 @@ const OPTIONS = {
   agent: { type: "string" },
   "log-format": { type: "string" },
   "socket-mode": { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
   version: { type: "boolean" },
 } as const;
 
@@ -246,6 +252,14 @@ export function parseCli(argv: string[], env: Readonly<Record<string, string>> =
       );
     }
   }
+  const certFile = values["tls-cert"];
+  const keyFile = values["tls-key"];
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new UsageError("Cannot use TLS: give both --tls-cert and --tls-key");
+  }
+  if (certFile !== undefined && socketPath !== undefined) {
+    throw new UsageError("Cannot use TLS on a Unix socket: --tls-cert and --tls-key are for TCP");
+  }
   const dispatch = values.dispatch ?? "reuseport";
   if (dispatch !== "reuseport" && dispatch !== "streams") {
     throw new UsageError(
@@ -303,6 +317,7 @@ export function parseCli(argv: string[], env: Readonly<Record<string, string>> =
     address,
     socketPath,
     socketMode,
+    tls: certFile === undefined ? undefined : { certFile, keyFile: keyFile! },
     dispatch,
     maxConnections: integer(
       named("max-connections", "--max-connections"),

@@ -121,6 +121,8 @@ export interface HaproxyOptions {
   agentPort: number;
   /** The agent's address as HAProxy writes it instead, e.g. `unix@/tmp/spoa.sock`. */
   agentAddress?: string;
+  /** More environment for the configuration (e.g. `SPOA_CA` for `tls.cfg`). */
+  env?: Record<string, string>;
   /** Bind the frontend on `::1` instead of 127.0.0.1. */
   ipv6?: boolean;
   /** Also start a stub application server and pass it as APP_ADDR. */
@@ -199,6 +201,7 @@ async function setup(options: HaproxyOptions): Promise<Setup> {
     );
   }
   if (options.checkInter) env.CHECK_INTER = options.checkInter;
+  Object.assign(env, options.env ?? {});
   const extraFile = join(dir, "test-extra.cfg");
   writeFileSync(extraFile, extra.join("\n") + "\n");
   const config = options.config.startsWith("/") ? options.config : join(CONFIG_DIR, options.config);

@@ -77,10 +77,15 @@ export function mainCommand(args: string[]): [string, string[]] {
     // A Unix socket (-a unix:PATH) is read and written in its folder.
     const socket = args.find((a) => a.startsWith("unix:"))?.slice("unix:".length);
     const folder = socket === undefined ? undefined : path.dirname(socket);
+    // TLS files are read where they are.
+    const tlsFiles = ["--tls-cert", "--tls-key"].map((flag) => args[args.indexOf(flag) + 1])
+      .filter((f, i) => args.includes(["--tls-cert", "--tls-key"][i]!) && f !== undefined)
+      .map((f) => path.dirname(path.resolve(ROOT, f!)));
+    const reads = [read, ...(folder === undefined ? [] : [folder]), ...tlsFiles].join(",");
     return [process.execPath, [
       "run",
       "--allow-net",
-      `--allow-read=${folder === undefined ? read : `${read},${folder}`}`,
+      `--allow-read=${reads}`,
       ...(folder === undefined ? [] : [`--allow-write=${folder}`]),
       // The SPOA_* variables (lib/cli.ts), as the README's commands allow.
       "--allow-env",

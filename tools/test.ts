@@ -155,6 +155,7 @@ const BINARY_SUITES = [
   "tests/hostile_test.ts",
   "tests/agent_module_test.ts",
   "tests/unix_test.ts",
+  "tests/tls_test.ts",
 ];
 
 async function binarySuite(name: string, task: string, binary: string): Promise<void> {

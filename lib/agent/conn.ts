@@ -69,6 +69,8 @@ export interface ListenOptions {
   path?: string;
   /** The socket file's mode, e.g. `0o660` (Unix sockets only). */
   mode?: number;
+  /** Serve TLS over TCP with this certificate (chain) and private key, in PEM. */
+  tls?: { cert: string; key: string };
 }
 
 /** A listening socket. */

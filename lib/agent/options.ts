@@ -176,3 +176,21 @@ export function checkSocket(path: unknown, mode: unknown): void {
     );
   }
 }
+
+/**
+ * Checks TLS material: PEM text for both, and TCP (not a Unix socket).
+ *
+ * @param tls The certificate and key.
+ * @param path A Unix socket's path, if one is used.
+ * @throws {TypeError} For anything else.
+ */
+export function checkTls(tls: unknown, path: unknown): void {
+  const t = tls as { cert?: unknown; key?: unknown } | null;
+  if (
+    typeof t !== "object" || t === null || typeof t.cert !== "string" ||
+    typeof t.key !== "string" || !t.cert.includes("-----BEGIN") || !t.key.includes("-----BEGIN")
+  ) {
+    throw new TypeError("Cannot use tls: give { cert, key } as PEM text");
+  }
+  if (path !== undefined) throw new TypeError("Cannot use tls with a Unix socket: TLS is for TCP");
+}

@@ -48,6 +48,7 @@ interface BunApi {
     hostname?: string;
     port?: number;
     unix?: string;
+    tls?: { cert: string; key: string };
     reusePort?: boolean;
     allowHalfOpen?: boolean;
     socket: BunSocketHandlers;
@@ -72,6 +73,7 @@ export const listen: Listen = async (options, accept) => {
   const server = Bun.listen({
     ...(path !== undefined ? { unix: path } : { hostname: options.hostname, port: options.port }),
     ...(options.reusePort && path === undefined ? { reusePort: true } : {}),
+    ...(options.tls === undefined ? {} : { tls: { cert: options.tls.cert, key: options.tls.key } }),
     // After the peer's FIN, what is still to be sent goes out first (`end` below).
     allowHalfOpen: true,
     socket: {

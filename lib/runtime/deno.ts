@@ -64,6 +64,16 @@ async function denoListen(options: ListenOptions, reusePort: boolean): Promise<A
     }
     return listener;
   }
+  if (options.tls !== undefined) {
+    return Deno.listenTls({
+      hostname: options.hostname,
+      port: options.port,
+      transport: "tcp",
+      cert: options.tls.cert,
+      key: options.tls.key,
+      ...(reusePort ? { reusePort: true } : {}),
+    });
+  }
   return Deno.listen({
     hostname: options.hostname,
     port: options.port,
@@ -72,8 +82,8 @@ async function denoListen(options: ListenOptions, reusePort: boolean): Promise<A
   });
 }
 
-type AnyListener = Deno.TcpListener | Deno.UnixListener;
-type AnyConn = Deno.TcpConn | Deno.UnixConn;
+type AnyListener = Deno.TcpListener | Deno.UnixListener | Deno.TlsListener;
+type AnyConn = Deno.TcpConn | Deno.UnixConn | Deno.TlsConn;
 
 /**
  * Listens with `Deno.listen` and hands each connection over as its

@@ -11,6 +11,7 @@
  */
 
 import net from "node:net";
+import tls from "node:tls";
 import { Buffer } from "node:buffer";
 import type { Accept, Conn, ConnHandler, Listen, Listener } from "../agent/conn.ts";
 import { prepareSocketPath, setSocketMode } from "./_unix.ts";
@@ -33,10 +34,15 @@ export const listen: Listen = async (options, accept) => {
 const listenNode: Listen = (options, accept) =>
   new Promise((resolve, reject) => {
     // allowHalfOpen: after the peer's FIN, what is still to be sent goes out first.
-    const server = net.createServer(
-      { noDelay: true, allowHalfOpen: true },
-      (socket) => serveSocket(socket, accept),
-    );
+    const onSocket = (socket: net.Socket) => serveSocket(socket, accept);
+    const server = options.tls === undefined
+      ? net.createServer({ noDelay: true, allowHalfOpen: true }, onSocket)
+      : tls.createServer(
+        { noDelay: true, allowHalfOpen: true, cert: options.tls.cert, key: options.tls.key },
+        onSocket,
+      );
+    // A failed handshake is the peer's problem: the socket closes, nothing else happens.
+    server.on("tlsClientError", () => {});
     server.once("error", reject);
     const path = options.path;
     server.listen(

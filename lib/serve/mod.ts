@@ -13,6 +13,7 @@ import {
   checkKeys,
   checkMaxConnections,
   checkSocket,
+  checkTls,
   sessionConfig,
 } from "../agent/options.ts";
 import { DataType } from "../spop.ts";
@@ -132,12 +133,14 @@ export async function serve(
     port = 12345,
     path,
     socketMode,
+    tls,
     reusePort: _,
   } = rest;
   const session = sessionConfig(rest, reference);
   checkMaxConnections(maxConnections);
   if (path === undefined) checkAddress(hostname, port);
   else checkSocket(path, socketMode);
+  if (tls !== undefined) checkTls(tls, path);
   const pool = await startPool({
     workers,
     // One process cannot bind a Unix socket twice: the main thread accepts.
@@ -149,6 +152,7 @@ export async function serve(
     config: {
       debug,
       logFormat,
+      ...(tls === undefined ? {} : { tls }),
       agent: { module: url.href, label: String(agent), args: [...frozenArgs] },
       session: {
         maxFrameSize: session.maxFrameSize,

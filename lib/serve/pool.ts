@@ -316,6 +316,7 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
       port: options.port,
       ...(options.path === undefined ? {} : { path: options.path }),
       ...(options.socketMode === undefined ? {} : { mode: options.socketMode }),
+      ...(options.config.tls === undefined ? {} : { tls: options.config.tls }),
     };
     let nextCid = 1;
     const listenStreams = await runtimeListenStreams();

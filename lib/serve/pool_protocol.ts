@@ -23,6 +23,8 @@ export interface WorkerConfig {
   session: Partial<SessionOptions>;
   /** The reference agent's test knobs (`-t`, `-f`). */
   reference?: { replyDelay: number; closeAfterFrames: number };
+  /** TLS certificate and key (PEM), for workers that listen themselves (`reuseport`). */
+  tls?: { cert: string; key: string };
   /** This worker's share of `--max-connections`. */
   maxConnections?: number;
 }

@@ -13,6 +13,7 @@ import {
   checkKeys,
   checkMaxConnections,
   checkSocket,
+  checkTls,
   SESSION_OPTION_KEYS,
   sessionConfig,
 } from "../agent/options.ts";
@@ -45,6 +46,11 @@ export interface ServerOptions extends Partial<SessionOptions> {
   path?: string;
   /** The socket file's mode, e.g. `0o660`; the umask's by default. */
   socketMode?: number;
+  /**
+   * Serve SPOP over TLS (TCP only), with this certificate (chain) and private
+   * key in PEM (HAProxy: `server s1 host:port ssl verify required ca-file ca.pem`).
+   */
+  tls?: { cert: string; key: string };
   /** Connections served at once; more are closed as soon as they arrive. 10,000 by default. */
   maxConnections?: number;
   /** Where to log; info level on stderr by default. */
@@ -71,6 +77,7 @@ export const SERVE_KEYS: readonly string[] = [
   "reusePort",
   "path",
   "socketMode",
+  "tls",
   "maxConnections",
   "log",
   "reference",
@@ -238,6 +245,8 @@ export async function serveWith(agent: Agent, options: InternalServeOptions): Pr
   const { path, socketMode } = options;
   if (path === undefined) checkAddress(hostname, port);
   else checkSocket(path, socketMode);
+  const { tls } = options;
+  if (tls !== undefined) checkTls(tls, path);
   const log = options.log ?? createLogger();
   const acceptor = createAcceptor(agent, { ...options, log });
   const reusePort = path === undefined && (options.reusePort ?? false);
@@ -249,6 +258,7 @@ export async function serveWith(agent: Agent, options: InternalServeOptions): Pr
       ...(reusePort ? { reusePort: true } : {}),
       ...(path === undefined ? {} : { path }),
       ...(socketMode === undefined ? {} : { mode: socketMode }),
+      ...(tls === undefined ? {} : { tls }),
     },
     acceptor.accept,
   );

@@ -193,6 +193,7 @@ class RelayConn implements Conn {
 
 let agent: Agent | undefined;
 let options: AcceptorOptions = {};
+let tlsConfig: { cert: string; key: string } | undefined;
 let acceptor: Acceptor | undefined;
 let server: Server | undefined;
 /** The `start` in progress: a `shutdown` right after it must wait for the listener. */
@@ -275,6 +276,7 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
     ...(config.maxConnections === undefined ? {} : { maxConnections: config.maxConnections }),
     log,
   };
+  tlsConfig = config.tls;
   if (message.dispatch === "streams") acceptor = createAcceptor(agent, options);
   post({ type: "loaded" });
 }
@@ -287,6 +289,7 @@ async function listen(message: Extract<ToWorker, { type: "listen" }>): Promise<v
       hostname: message.hostname,
       port: message.port,
       reusePort: true,
+      ...(tlsConfig === undefined ? {} : { tls: tlsConfig }),
     });
     post({ type: "ready", port: server.port });
   } catch (err) {
