@@ -17,6 +17,9 @@
  * msgs/s divided by the echo server's under the same load is the agent's
  * efficiency relative to its runtime's limit.
  *
+ * `--tls`: connect with TLS, for an agent run with `--tls-cert`/`--tls-key`
+ * (the certificate is not checked: loopback only).
+ *
  * `--rate N`: paced. Instead of one new NOTIFY per ACK, a timer (1 ms; the
  * runtimes fire it every ~1.1 ms) sends the NOTIFYs fallen due since its last
  * tick, so that the total rate is N msgs/s, spread evenly over the
@@ -46,6 +49,7 @@
 import net from "node:net";
 import process from "node:process";
 import { parseArgs } from "node:util";
+import tls from "node:tls";
 import {
   DataType,
   decodeAgentHello,
@@ -59,7 +63,7 @@ import {
 } from "../lib/spop.ts";
 
 const USAGE = `Usage: load.ts --port N [--host 127.0.0.1] [-c 16] [-d 16] [--seconds 5]
-               [--warmup 1] [--ids 3x|2x] [--echo] [--rate N] [--transport bun|node]`;
+               [--warmup 1] [--ids 3x|2x] [--echo] [--rate N] [--transport bun|node] [--tls]`;
 
 /** Our max-frame-size in HAPROXY-HELLO (HAProxy's default). */
 const MAX_FRAME_SIZE = 16380;
@@ -90,10 +94,18 @@ interface TransportEvents {
 }
 
 /** `node:net` (Deno, Node, or Bun with `--transport node`). */
-function nodeTransport(host: string, port: number, ev: TransportEvents): Transport {
-  const sock = net.connect({ host, port });
+function nodeTransport(
+  host: string,
+  port: number,
+  ev: TransportEvents,
+  useTls: boolean,
+): Transport {
+  // TLS: the agent's certificate is not checked (a benchmark on loopback).
+  const sock = useTls
+    ? tls.connect({ host, port, rejectUnauthorized: false })
+    : net.connect({ host, port });
   sock.setNoDelay(true);
-  sock.on("connect", () => ev.onConnect());
+  sock.on(useTls ? "secureConnect" : "connect", () => ev.onConnect());
   sock.on("data", (chunk: Uint8Array) => ev.onData(chunk));
   sock.on("error", (err: Error) => ev.onError(err));
   sock.on("close", () => ev.onClose());
@@ -117,6 +129,7 @@ interface BunApi {
   connect(options: {
     hostname: string;
     port: number;
+    tls?: { rejectUnauthorized: boolean };
     data: BunTransport;
     socket: {
       open(socket: BunSocket): void;
@@ -228,9 +241,21 @@ const BUN_HANDLERS = {
   },
 };
 
-function bunTransport(bun: BunApi, host: string, port: number, ev: TransportEvents): Transport {
+function bunTransport(
+  bun: BunApi,
+  host: string,
+  port: number,
+  ev: TransportEvents,
+  useTls: boolean,
+): Transport {
   const t = new BunTransport(ev);
-  bun.connect({ hostname: host, port, data: t, socket: BUN_HANDLERS }).catch((err: unknown) => {
+  bun.connect({
+    hostname: host,
+    port,
+    ...(useTls ? { tls: { rejectUnauthorized: false } } : {}),
+    data: t,
+    socket: BUN_HANDLERS,
+  }).catch((err: unknown) => {
     ev.onError(err instanceof Error ? err : new Error(String(err)));
     t.closed();
   });
@@ -247,6 +272,8 @@ interface Options {
   ids: "3x" | "2x";
   /** The peer echoes (`bench/echo.ts`): responses are the NOTIFYs themselves. */
   echo: boolean;
+  /** Speak TLS (the agent runs with --tls-cert/--tls-key; its certificate is not checked). */
+  tls: boolean;
   /** Total msgs/s to send on a timer; 0 for closed loop (one NOTIFY per response). */
   rate: number;
   /** Sockets: Bun's own (`Bun.connect`) or `node:net`. */
@@ -274,6 +301,7 @@ function parseOptions(argv: string[]): Options {
         warmup: { type: "string", default: "1" },
         ids: { type: "string", default: "3x" },
         echo: { type: "boolean", default: false },
+        tls: { type: "boolean", default: false },
         rate: { type: "string", default: "0" },
         transport: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
@@ -314,6 +342,7 @@ function parseOptions(argv: string[]): Options {
     warmup: seconds("warmup", values.warmup, 0),
     ids: values.ids,
     echo: values.echo,
+    tls: values.tls,
     rate: seconds("rate", values.rate, 0),
     transport,
   };
@@ -508,8 +537,8 @@ class Conn {
       },
     };
     this.sock = opts.transport === "bun"
-      ? bunTransport(BUN!, opts.host, opts.port, events)
-      : nodeTransport(opts.host, opts.port, events);
+      ? bunTransport(BUN!, opts.host, opts.port, events, opts.tls)
+      : nodeTransport(opts.host, opts.port, events, opts.tls);
   }
 
   #fail(err: Error): void {
