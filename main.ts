@@ -10,9 +10,9 @@ import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { type CliOptions, ENV_VARIABLES, parseCli, USAGE, UsageError } from "./lib/cli.ts";
 import { readEnvironment } from "./lib/runtime/mod.ts";
-import { Agent, AgentModuleError, createLogger, DataType, Level, serve } from "./lib/mod.ts";
-import { errorDetail, errorText } from "./lib/agent/log.ts";
-import { loadAgentModule, moduleUrl } from "./lib/serve/module.ts";
+import { type Agent, AgentModuleError, createLogger, Level, serve } from "./lib/mod.ts";
+import { errorText } from "./lib/agent/log.ts";
+import { loadAgentModule, logUncaught, moduleUrl } from "./lib/serve/module.ts";
 import { PoolStartError, startPool } from "./lib/serve/pool.ts";
 import { VERSION } from "./lib/version.ts";
 
@@ -148,22 +148,14 @@ function stop(signal: string): void {
 
 if (options.workers <= 1) {
   // Errors thrown from the agent's own callbacks are logged, not fatal.
-  process.on("uncaughtException", (err) => {
-    log.error(`uncaught error in agent code: ${errorDetail(err)}`);
-  });
-  process.on("unhandledRejection", (reason) => {
-    log.error(`unhandled rejection in agent code: ${errorDetail(reason)}`);
-  });
+  logUncaught(log);
   let agent: Agent;
   try {
-    agent = await loadAgentModule(agentModule, {
-      workerId: 0,
-      workers: 0,
-      args: Object.freeze([...agentArgs]),
-      log: log.child("agent"),
-      Agent,
-      DataType,
-    }, agentLabel);
+    agent = await loadAgentModule(
+      agentModule,
+      { workerId: 0, workers: 0, args: agentArgs, log },
+      agentLabel,
+    );
   } catch (err) {
     fail(err instanceof AgentModuleError ? err.message : errorText(err), 1);
   }

@@ -69,19 +69,20 @@ export function mainCommand(args: string[]): [string, string[]] {
   if (AGENT_BIN !== undefined) return [AGENT_BIN, args];
   const agent = globalThis.navigator?.userAgent ?? "";
   if (agent.startsWith("Deno/")) {
-    // An agent module (--agent FILE) is read from its own folder too.
-    const module = args[args.indexOf("--agent") + 1];
-    const read = args.includes("--agent") && module !== undefined && !/^\w+:/.test(module)
-      ? `${LIB},${path.dirname(path.resolve(ROOT, module))}`
-      : LIB;
+    /** The folder of a flag's file, when the flag is given a file path. */
+    const folderOf = (flag: string) => {
+      const at = args.indexOf(flag);
+      const value = at < 0 ? undefined : args[at + 1];
+      return value === undefined || /^\w+:/.test(value)
+        ? undefined
+        : path.dirname(path.resolve(ROOT, value));
+    };
     // A Unix socket (-a unix:PATH) is read and written in its folder.
     const socket = args.find((a) => a.startsWith("unix:"))?.slice("unix:".length);
     const folder = socket === undefined ? undefined : path.dirname(socket);
-    // TLS files are read where they are.
-    const tlsFiles = ["--tls-cert", "--tls-key"].map((flag) => args[args.indexOf(flag) + 1])
-      .filter((f, i) => args.includes(["--tls-cert", "--tls-key"][i]!) && f !== undefined)
-      .map((f) => path.dirname(path.resolve(ROOT, f!)));
-    const reads = [read, ...(folder === undefined ? [] : [folder]), ...tlsFiles].join(",");
+    // The agent module and TLS files are read where they are.
+    const reads = [LIB, folderOf("--agent"), folderOf("--tls-cert"), folderOf("--tls-key"), folder]
+      .filter((f) => f !== undefined).join(",");
     return [process.execPath, [
       "run",
       "--allow-net",

@@ -51,13 +51,23 @@ function isLive(path: string): Promise<boolean> {
 
 /**
  * Sets the socket file's mode once bound (HAProxy connects with its own user
- * and group, without supplementary groups).
+ * and group, without supplementary groups). When that fails, the listener is
+ * closed and its file removed before the error is thrown.
  *
  * @param path The socket file.
  * @param mode For example `0o660`; `undefined` keeps the umask's.
+ * @param close Closes the listener.
+ * @throws {Error} When the mode cannot be set.
  */
-export function setSocketMode(path: string, mode: number | undefined): void {
-  if (mode !== undefined) chmodSync(path, mode);
+export function setSocketMode(path: string, mode: number | undefined, close: () => void): void {
+  if (mode === undefined) return;
+  try {
+    chmodSync(path, mode);
+  } catch (err) {
+    close();
+    removeSocketPath(path);
+    throw err;
+  }
 }
 
 /**

@@ -104,13 +104,7 @@ export const listen: Listen = async (options, accept) => {
     },
   });
   if (path !== undefined) {
-    try {
-      setSocketMode(path, options.mode);
-    } catch (err) {
-      server.stop(false);
-      removeSocketPath(path);
-      throw err;
-    }
+    setSocketMode(path, options.mode, () => server.stop(false));
     let closed = false;
     return {
       hostname: `unix:${path}`,

@@ -55,13 +55,7 @@ async function denoListen(options: ListenOptions, reusePort: boolean): Promise<A
   if (options.path !== undefined) {
     await prepareSocketPath(options.path);
     const listener = Deno.listen({ transport: "unix", path: options.path });
-    try {
-      setSocketMode(options.path, options.mode);
-    } catch (err) {
-      listener.close();
-      removeSocketPath(options.path);
-      throw err;
-    }
+    setSocketMode(options.path, options.mode, () => listener.close());
     return listener;
   }
   if (options.tls !== undefined) {

@@ -56,9 +56,8 @@ const listenNode: Listen = (options, accept) =>
         server.off("error", reject);
         if (path !== undefined) {
           try {
-            setSocketMode(path, options.mode);
+            setSocketMode(path, options.mode, () => server.close());
           } catch (err) {
-            server.close();
             reject(err);
             return;
           }

@@ -14,9 +14,10 @@ import {
   checkMaxConnections,
   checkSocket,
   checkTls,
+  SESSION_OPTION_KEYS,
   sessionConfig,
 } from "../agent/options.ts";
-import { DataType } from "../spop.ts";
+import type { SessionOptions } from "../agent/session.ts";
 import { loadAgentModule, moduleUrl } from "./module.ts";
 import { startPool } from "./pool.ts";
 import type { Dispatch } from "./pool_protocol.ts";
@@ -113,16 +114,12 @@ export async function serve(
   const url = moduleUrl(agent);
   const log = rest.log ??
     createLogger({ level: debug ? Level.DEBUG : Level.INFO, format: logFormat });
-  const frozenArgs = Object.freeze([...args]);
   if (workers <= 1) {
-    const loaded = await loadAgentModule(url, {
-      workerId: 0,
-      workers: 0,
-      args: frozenArgs,
-      log: log.child("agent"),
-      Agent,
-      DataType,
-    }, String(agent));
+    const loaded = await loadAgentModule(
+      url,
+      { workerId: 0, workers: 0, args, log },
+      String(agent),
+    );
     return await serveAgent(loaded, { ...rest, log });
   }
   // The options are checked here, once, as they would be on this thread.
@@ -153,21 +150,11 @@ export async function serve(
       debug,
       logFormat,
       ...(tls === undefined ? {} : { tls }),
-      agent: { module: url.href, label: String(agent), args: [...frozenArgs] },
-      session: {
-        maxFrameSize: session.maxFrameSize,
-        pipelining: session.pipelining,
-        async: session.async,
-        fragmentation: session.fragmentation,
-        helloTimeout: session.helloTimeout,
-        emptyAcks: session.emptyAcks,
-        maxInFlight: session.maxInFlight,
-        maxQueuedBytes: session.maxQueuedBytes,
-        maxReassembledSize: session.maxReassembledSize,
-        handlerTimeout: session.handlerTimeout,
-        frameTimeout: session.frameTimeout,
-        maxLateHandlers: session.maxLateHandlers,
-      },
+      agent: { module: url.href, label: String(agent), args: [...args] },
+      // The session options alone: the knobs travel apart.
+      session: Object.fromEntries(
+        SESSION_OPTION_KEYS.map((key) => [key, session[key as keyof SessionOptions]]),
+      ),
       reference: { replyDelay: session.replyDelay, closeAfterFrames: session.closeAfterFrames },
       ...(maxConnections === undefined ? {} : {
         maxConnections: Math.ceil(maxConnections / workers),

@@ -18,7 +18,7 @@
 import process from "node:process";
 import { pathToFileURL } from "node:url";
 import { Agent, AGENT_BRAND, type Handler } from "../agent/handler.ts";
-import { errorText, type Logger } from "../agent/log.ts";
+import { errorDetail, errorText, type Logger } from "../agent/log.ts";
 import { DataType } from "../spop.ts";
 
 /** What the default-export function of an agent module is called with. */
@@ -74,11 +74,23 @@ export function moduleUrl(module: string | URL): URL {
   return pathToFileURL(module.startsWith("/") ? module : `${process.cwd()}/${module}`);
 }
 
+/** Where an agent module runs: the parts of its {@linkcode AgentContext} that vary. */
+export interface AgentPlace {
+  /** 1 to `workers`, or 0 on the main thread. */
+  workerId: number;
+  /** How many workers run it (0 on the main thread). */
+  workers: number;
+  /** The module's arguments. */
+  args: readonly string[];
+  /** The thread's logger; the module gets its `agent` child. */
+  log: Logger;
+}
+
 /**
  * Imports an agent module and makes its agent.
  *
  * @param module A path or URL.
- * @param context What a default-export function is called with.
+ * @param place Where it runs, for the context of a default-export function.
  * @param label The module as the user named it, for errors.
  * @returns The agent.
  * @throws {AgentModuleError} When the module cannot be imported or its default
@@ -86,9 +98,17 @@ export function moduleUrl(module: string | URL): URL {
  */
 export async function loadAgentModule(
   module: string | URL,
-  context: AgentContext,
+  place: AgentPlace,
   label: string = String(module),
 ): Promise<Agent> {
+  const context: AgentContext = {
+    workerId: place.workerId,
+    workers: place.workers,
+    args: Object.freeze([...place.args]),
+    log: place.log.child("agent"),
+    Agent,
+    DataType,
+  };
   let namespace: Record<string, unknown>;
   try {
     namespace = await import(moduleUrl(module).href);
@@ -226,4 +246,20 @@ function importError(err: unknown): string {
 function firstLine(text: string): string {
   const line = text.split("\n").map((l) => l.trim()).find((l) => l !== "") ?? "";
   return line.replace(/^Uncaught /, "");
+}
+
+/**
+ * Logs errors that agent code leaves uncaught (a throw in its own timer, a
+ * rejection nobody handles) instead of ending the process or worker and the
+ * connections it serves.
+ *
+ * @param log Where to log them.
+ */
+export function logUncaught(log: Logger): void {
+  process.on("uncaughtException", (err) => {
+    log.error(`uncaught error in agent code: ${errorDetail(err)}`);
+  });
+  process.on("unhandledRejection", (reason) => {
+    log.error(`unhandled rejection in agent code: ${errorDetail(reason)}`);
+  });
 }

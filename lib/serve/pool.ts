@@ -95,7 +95,14 @@ interface Slot {
   /** A pending replacement of a dead worker. */
   restart: ReturnType<typeof setTimeout> | undefined;
   /** The start phase (loading, listening) being waited for. */
-  phase: { resolve(): void; reject(err: Error): void } | undefined;
+  phase: Phase | undefined;
+}
+
+/** A start phase of a worker, and how to settle it. */
+interface Phase {
+  stage: "load" | "listen";
+  resolve(): void;
+  reject(err: Error): void;
 }
 
 /** A worker could not load the agent module, or could not listen. */
@@ -158,7 +165,7 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
     slot.ready = false;
     slot.startedAt = Date.now();
     return new Promise((resolve, reject) => {
-      slot.phase = { resolve, reject };
+      slot.phase = { stage: "load", resolve, reject };
       worker.onmessage = (event: MessageEvent<FromWorker>) => {
         const message = event.data;
         switch (message.type) {
@@ -206,7 +213,8 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
       worker.onerror = (event: ErrorEvent) => {
         event.preventDefault();
         const why = oneLine(event.message) || "uncaught error";
-        settle(slot)?.reject(new PoolStartError(slot.ready ? "listen" : "load", why));
+        const phase = settle(slot);
+        phase?.reject(new PoolStartError(phase.stage, why));
         died(slot, worker, why);
       };
       worker.onmessageerror = () => died(slot, worker, "a message could not be read");
@@ -223,7 +231,7 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
   /** `reuseport`: has a loaded worker listen on the port; resolves once it does. */
   function listenIn(slot: Slot): Promise<void> {
     return new Promise((resolve, reject) => {
-      slot.phase = { resolve, reject };
+      slot.phase = { stage: "listen", resolve, reject };
       send(slot, { type: "listen", hostname: options.hostname, port });
     });
   }
@@ -235,7 +243,7 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
   }
 
   /** The phase a slot's worker is in, taken so that it settles once. */
-  function settle(slot: Slot): { resolve(): void; reject(err: Error): void } | undefined {
+  function settle(slot: Slot): Phase | undefined {
     const phase = slot.phase;
     slot.phase = undefined;
     return phase;

@@ -9,12 +9,10 @@
  * @module
  */
 
-import process from "node:process";
 import type { Conn, ConnHandler } from "../agent/conn.ts";
-import { Agent } from "../agent/handler.ts";
-import { createLogger, errorDetail, errorText, Level, type Logger } from "../agent/log.ts";
-import { DataType } from "../spop.ts";
-import { loadAgentModule } from "./module.ts";
+import type { Agent } from "../agent/handler.ts";
+import { createLogger, errorText, Level } from "../agent/log.ts";
+import { loadAgentModule, logUncaught } from "./module.ts";
 import type { FromWorker, ToWorker } from "./pool_protocol.ts";
 import {
   type Acceptor,
@@ -256,15 +254,13 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
     name: `worker ${message.id}`,
     format: config.logFormat ?? "text",
   });
-  keepRunning(log);
+  logUncaught(log);
   try {
     agent = await loadAgentModule(config.agent.module, {
       workerId: message.id,
       workers: message.workers,
-      args: Object.freeze([...config.agent.args]),
-      log: log.child("agent"),
-      Agent,
-      DataType,
+      args: config.agent.args,
+      log,
     }, config.agent.label);
   } catch (err) {
     post({ type: "failed", stage: "load", message: errorText(err) });
@@ -295,19 +291,6 @@ async function listen(message: Extract<ToWorker, { type: "listen" }>): Promise<v
   } catch (err) {
     post({ type: "failed", stage: "listen", message: errorText(err) });
   }
-}
-
-/**
- * An error thrown from an agent's own callbacks (a timer, an event handler)
- * is logged; it does not end the worker and the connections it serves.
- */
-function keepRunning(log: Logger): void {
-  process.on("uncaughtException", (err) => {
-    log.error(`uncaught error in agent code: ${errorDetail(err)}`);
-  });
-  process.on("unhandledRejection", (reason) => {
-    log.error(`unhandled rejection in agent code: ${errorDetail(reason)}`);
-  });
 }
 
 async function stop(graceMs: number): Promise<void> {
