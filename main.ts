@@ -10,10 +10,18 @@ import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { type CliOptions, ENV_VARIABLES, parseCli, USAGE, UsageError } from "./lib/cli.ts";
 import { readEnvironment } from "./lib/runtime/mod.ts";
-import { type Agent, AgentModuleError, createLogger, Level, serve } from "./lib/mod.ts";
+import { type Agent, AgentModuleError, createLogger, Level } from "./lib/mod.ts";
 import { errorText } from "./lib/agent/log.ts";
 import { loadAgentModule, logUncaught, moduleUrl } from "./lib/serve/module.ts";
-import { PoolStartError, startPool } from "./lib/serve/pool.ts";
+import { type Pool, PoolStartError, startPool } from "./lib/serve/pool.ts";
+import { serveWith } from "./lib/serve/server.ts";
+import {
+  type MetricsEndpoint,
+  type MetricsTarget,
+  startMetricsEndpoint,
+} from "./lib/serve/metrics.ts";
+import { AgentMetrics } from "./lib/metrics/agent.ts";
+import { MetricsRegistry } from "./lib/metrics/registry.ts";
 import { VERSION } from "./lib/version.ts";
 
 /** How long SIGTERM/SIGINT lets connections drain before they are cut. */
@@ -138,30 +146,40 @@ function stop(signal: string): void {
   }
   stopping = signal;
   if (running === undefined) return;
+  draining = true;
   const open = running.connections === undefined ? "" : ` ${running.connections} connection(s)`;
   log.info(`${signal}: draining${open}`);
-  void running.shutdown(SHUTDOWN_GRACE_MS).then(() => {
+  void running.shutdown(SHUTDOWN_GRACE_MS).then(async () => {
+    await endpoint?.close();
     log.info("stopped");
     process.exit(0);
   });
 }
 
+/** `--metrics`: the HTTP endpoint, and whether SIGTERM/SIGINT is draining the agent. */
+let endpoint: MetricsEndpoint | undefined;
+let pool: Pool | undefined;
+let draining = false;
+
 if (options.workers <= 1) {
   // Errors thrown from the agent's own callbacks are logged, not fatal.
   logUncaught(log);
+  const registry = new MetricsRegistry({ warn: (text) => log.warn(text) });
+  const metrics = new AgentMetrics(registry, options.metrics !== undefined);
   let agent: Agent;
   try {
     agent = await loadAgentModule(
       agentModule,
-      { workerId: 0, workers: 0, args: agentArgs, log },
+      { workerId: 0, workers: 0, args: agentArgs, log, metrics: registry },
       agentLabel,
     );
   } catch (err) {
     fail(err instanceof AgentModuleError ? err.message : errorText(err), 1);
   }
   try {
-    running = await serve(agent, {
+    running = await serveWith(agent, {
       ...session,
+      metrics,
       reference,
       maxConnections: options.maxConnections,
       ...(options.socketPath === undefined
@@ -174,6 +192,17 @@ if (options.workers <= 1) {
   } catch (err) {
     fail(listenFailure(err), 1);
   }
+  if (options.metrics !== undefined) {
+    const server = running;
+    await serveMetrics({
+      sources: () => [{ layout: registry.layout(), values: registry.values }],
+      workersUp: () => 1,
+      workers: 0,
+      started: () => 0,
+      draining: () => draining,
+      connections: () => server.connections,
+    });
+  }
 } else {
   try {
     // One process cannot bind a Unix socket twice: the main thread accepts.
@@ -181,7 +210,7 @@ if (options.workers <= 1) {
     if (dispatch !== options.dispatch) {
       log.info("a Unix socket is shared by the main thread handing connections over (streams)");
     }
-    running = await startPool({
+    running = pool = await startPool({
       workers: options.workers,
       dispatch,
       hostname: options.address,
@@ -197,6 +226,7 @@ if (options.workers <= 1) {
         reference,
         // Each worker counts its own connections.
         maxConnections: Math.ceil(options.maxConnections / options.workers),
+        metrics: options.metrics !== undefined,
       },
       log: log.child("main"),
       // Relative to this file, so that `bun build --compile` (which flattens
@@ -206,6 +236,29 @@ if (options.workers <= 1) {
   } catch (err) {
     if (err instanceof PoolStartError && err.stage === "load") fail(err.message, 1);
     fail(listenFailure(err), 1);
+  }
+  if (options.metrics !== undefined) {
+    const started = pool!;
+    await serveMetrics({
+      sources: () => started.metricsSources(),
+      workersUp: () => started.ready,
+      workers: options.workers,
+      started: () => started.started,
+      draining: () => draining,
+      connections: () => undefined,
+    });
+  }
+}
+
+/** Starts the `--metrics` endpoint, or stops the agent when it cannot listen. */
+async function serveMetrics(target: MetricsTarget): Promise<void> {
+  const { hostname, port } = options.metrics!;
+  try {
+    endpoint = await startMetricsEndpoint(hostname, port, target, log.child("main"));
+  } catch (err) {
+    log.error(errorText(err));
+    await running?.shutdown(0);
+    fail(errorText(err), 1);
   }
 }
 

@@ -45,6 +45,8 @@ Options:
                              Default: text.
       --seed <n>             Make scores a fixed function of n and the client address
                              (the built-in service's; an agent module takes arguments after --).
+      --metrics <addr:port>  Serve Prometheus metrics (GET /metrics) and health (GET /health)
+                             over HTTP here, e.g. 127.0.0.1:9100. Default: off.
       --agent <module>       Run this agent module (a path or URL) instead: its default export
                              is an Agent, an object of handlers, or a function returning one.
       --version              Print the version and exit.
@@ -96,6 +98,8 @@ export interface CliOptions {
   seed: number | undefined;
   /** `--log-format`. */
   logFormat: "text" | "json";
+  /** `--metrics`: where to serve `/metrics` and `/health`, if given. */
+  metrics: { hostname: string; port: number } | undefined;
   /** `--agent`: the agent module's path or URL, if given. */
   agent: string | undefined;
   /** The arguments after `--`, for the agent module. */
@@ -130,6 +134,7 @@ const OPTIONS = {
   seed: { type: "string" },
   agent: { type: "string" },
   "log-format": { type: "string" },
+  metrics: { type: "string" },
   "socket-mode": { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
@@ -276,6 +281,9 @@ export function parseCli(argv: string[], env: Readonly<Record<string, string>> =
       }: "${logFormat}" (expected text or json)`,
     );
   }
+  const metrics = values.metrics === undefined
+    ? undefined
+    : metricsAddress(named("metrics", "--metrics"), values.metrics);
   const agent = values.agent;
   if (agent !== undefined && agent.trim() === "") {
     throw new UsageError(
@@ -333,9 +341,22 @@ export function parseCli(argv: string[], env: Readonly<Record<string, string>> =
       ? undefined
       : integer(named("seed", "--seed"), values.seed, 0, 0, 0xffff_ffff),
     logFormat,
+    metrics,
     agent,
     agentArgs,
   };
+}
+
+/** `ADDR:PORT`, `[IPv6]:PORT` or `:PORT` (all IPv4 interfaces). */
+function metricsAddress(flag: string, text: string): { hostname: string; port: number } {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:\[\]]*)):(\d{1,5})$/.exec(text);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || !(port <= 65535)) {
+    throw new UsageError(
+      `Invalid value for ${flag}: "${text}" (expected ADDRESS:PORT, e.g. 127.0.0.1:9100)`,
+    );
+  }
+  return { hostname: match[1] ?? (match[2] || "0.0.0.0"), port };
 }
 
 function integer(

@@ -49,3 +49,12 @@ export { DataType, SpopError, Status, statusMessage, VarScope } from "./spop.ts"
 export type { Value } from "./spop.ts";
 export { createLogger, Level } from "./agent/log.ts";
 export type { LogFields, LogFormat, Logger, LoggerOptions } from "./agent/log.ts";
+export type {
+  Counter,
+  Gauge,
+  Histogram,
+  HistogramOptions,
+  Labels,
+  MetricOptions,
+  Metrics,
+} from "./metrics/registry.ts";

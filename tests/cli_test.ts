@@ -30,6 +30,7 @@ const DEFAULTS: CliOptions = {
   handlerTimeout: 50,
   seed: undefined,
   logFormat: "text",
+  metrics: undefined,
   agent: undefined,
   agentArgs: [],
 };
@@ -102,6 +103,7 @@ test("parseCli() reads every flag in short and long form", () => {
     handlerTimeout: 250,
     seed: 7,
     logFormat: "json",
+    metrics: { hostname: "127.0.0.1", port: 9100 },
     agent: undefined,
     agentArgs: [],
   };
@@ -111,6 +113,7 @@ test("parseCli() reads every flag in short and long form", () => {
       ...short,
       ...["-f", "3", "-a", "127.0.0.1", "--dispatch", "streams", "--seed", "7", "--version"],
       ...["--max-connections", "100", "--handler-timeout", "250", "--log-format", "json"],
+      ...["--metrics", "127.0.0.1:9100"],
     ]),
     expected,
   );
@@ -136,6 +139,7 @@ test("parseCli() reads every flag in short and long form", () => {
       "--handler-timeout=250ms",
       "--seed=7",
       "--log-format=json",
+      "--metrics=127.0.0.1:9100",
       "--version",
     ]),
     expected,
@@ -497,4 +501,30 @@ test("spoa reads SPOA_* variables from its environment", async () => {
   const bad = await runMain([], { SPOA_PORT: "99999" });
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /^spoa: Invalid value for SPOA_PORT: "99999"/);
+});
+
+test("parseCli() reads --metrics as ADDRESS:PORT, [IPv6]:PORT or :PORT, and names a bad one", () => {
+  assert.deepEqual(parseCli(["--metrics", "10.0.0.5:9100"]).metrics, {
+    hostname: "10.0.0.5",
+    port: 9100,
+  });
+  assert.deepEqual(parseCli(["--metrics", "[::1]:9100"]).metrics, { hostname: "::1", port: 9100 });
+  assert.deepEqual(parseCli(["--metrics", ":0"]).metrics, { hostname: "0.0.0.0", port: 0 });
+  assert.deepEqual(parseCli([], { SPOA_METRICS: "127.0.0.1:9200" }).metrics, {
+    hostname: "127.0.0.1",
+    port: 9200,
+  });
+  for (const bad of ["9100", "127.0.0.1", "127.0.0.1:99999", "a b:1", "::1:9100", "host:"]) {
+    assert.throws(
+      () => parseCli(["--metrics", bad]),
+      (err: Error) =>
+        err instanceof UsageError &&
+        err.message ===
+          `Invalid value for --metrics: "${bad}" (expected ADDRESS:PORT, e.g. 127.0.0.1:9100)`,
+    );
+  }
+  assert.throws(
+    () => parseCli([], { SPOA_METRICS: "nope" }),
+    /^UsageError: Invalid value for SPOA_METRICS: "nope"/,
+  );
 });

@@ -16,7 +16,8 @@
  */
 
 import { bindContext, type ConnectionInfo, Context, type ContextSlot } from "./context.ts";
-import { findHandler, type HandlerEntry } from "./handler.ts";
+import { findHandler, type HandlerEntry, slotsOf } from "./handler.ts";
+import { type AgentMetrics, NO_HANDLER } from "../metrics/agent.ts";
 import type { Agent } from "./handler.ts";
 import { errorDetail, type Logger } from "./log.ts";
 import { bindMessage, Message, MessageSlot } from "./message.ts";
@@ -81,6 +82,8 @@ class Pending implements ContextSlot {
   used = 0;
   /** Handles given to `async` handlers (messages, replies, contexts): sealed when the NOTIFY is done. */
   readonly issued: (Message | Reply | Context)[] = [];
+  /** The handlers still running, for the deadline's count by message. */
+  readonly running: HandlerEntry[] = [];
 
   signal(): AbortSignal {
     this.controller ??= new AbortController();
@@ -100,6 +103,8 @@ export class InFlight {
   readonly #opts: InFlightOptions;
   readonly #log: Logger;
   readonly #timers: Timers;
+  readonly #metrics: AgentMetrics;
+  readonly #values: Float64Array;
   readonly #reader = new MessageReader();
   readonly #pool: Pending[] = [];
   /** One pooled Pending kept apart: NOTIFYs handled at once reuse it without touching the pool. */
@@ -123,12 +128,15 @@ export class InFlight {
     options: InFlightOptions,
     log: Logger,
     timers: Timers,
+    metrics: AgentMetrics,
   ) {
     this.#agent = agent;
     this.#host = host;
     this.#opts = options;
     this.#log = log;
     this.#timers = timers;
+    this.#metrics = metrics;
+    this.#values = metrics.values;
   }
 
   /** Handlers still running after their NOTIFY was acknowledged at the deadline, or abandoned. */
@@ -196,9 +204,11 @@ export class InFlight {
       }
       const entry = findHandler(this.#agent, reader, buf);
       if (entry === undefined) {
+        this.#values[this.#metrics.message(NO_HANDLER).count]!++;
         if (this.#log.debugEnabled) this.#log.debug(`no handler for message "${reader.name()}"`);
         continue;
       }
+      this.#values[slotsOf(entry, this.#metrics).count]!++;
       const slot = pending.nextSlot();
       slot.load(reader, buf);
       if (entry.async) this.#callAsync(pending, entry, slot);
@@ -249,11 +259,14 @@ export class InFlight {
     if (entry.wantsContext) this.#context[INTERNAL](pending);
     this.#armed = true;
     let result: void | PromiseLike<void>;
+    const start = this.#metrics.timing ? performance.now() : 0;
     try {
       result = entry.fn(message, this.#reply, this.#context);
     } catch (err) {
       this.#failed(entry, err);
       return;
+    } finally {
+      if (start !== 0) this.#observe(entry, start);
     }
     // `!= null`: a handler typed `void` may return anything, null included.
     if (result != null && typeof result.then === "function") this.#refuse(entry, result);
@@ -299,13 +312,19 @@ export class InFlight {
       pending.issued.push(context);
     }
     let result: void | PromiseLike<void>;
+    const start = this.#metrics.timing ? performance.now() : 0;
     try {
       result = entry.fn(message, reply, context as Context);
     } catch (err) {
+      if (start !== 0) this.#observe(entry, start);
       this.#failed(entry, err);
       return;
     }
-    if (result == null || typeof result.then !== "function") return;
+    if (result == null || typeof result.then !== "function") {
+      if (start !== 0) this.#observe(entry, start);
+      return;
+    }
+    pending.running.push(entry);
     // The handler's synchronous part read the read buffer; the rest reads a copy.
     slot.detach();
     pending.waiting++;
@@ -313,8 +332,8 @@ export class InFlight {
     const gen = pending.gen;
     // Promise.resolve() settles once even for a thenable that calls back twice.
     Promise.resolve(result).then(
-      () => this.#handlerDone(pending, gen, entry, false, undefined),
-      (err: unknown) => this.#handlerDone(pending, gen, entry, true, err),
+      () => this.#handlerDone(pending, gen, entry, false, undefined, start),
+      (err: unknown) => this.#handlerDone(pending, gen, entry, true, err, start),
     );
   }
 
@@ -324,7 +343,9 @@ export class InFlight {
     entry: HandlerEntry,
     failed: boolean,
     err: unknown,
+    start: number,
   ): void {
+    if (start !== 0) this.#observe(entry, start);
     if (pending.gen !== gen) {
       // Its NOTIFY is gone: acknowledged at the deadline, or the connection closed.
       const atBound = this.#late-- === this.#opts.maxLateHandlers;
@@ -335,6 +356,8 @@ export class InFlight {
       return;
     }
     if (failed) this.#failed(entry, err);
+    const running = pending.running;
+    running.splice(running.indexOf(entry), 1);
     if (--pending.waiting > 0) return;
     if (pending.deadline !== undefined) {
       this.#timers.clearTimeout(pending.deadline);
@@ -343,7 +366,13 @@ export class InFlight {
     this.#complete(pending);
   }
 
+  /** Counts a handler's duration (metrics with timing only). */
+  #observe(entry: HandlerEntry, start: number): void {
+    slotsOf(entry, this.#metrics).duration.observe((performance.now() - start) / 1000);
+  }
+
   #failed(entry: HandlerEntry, err: unknown): void {
+    slotsOf(entry, this.#metrics).errors.inc();
     this.#log.error(`handler for message "${entry.name}" failed: ${errorDetail(err)}`, {
       message_name: entry.name,
       event: "handler-error",
@@ -364,6 +393,7 @@ export class InFlight {
    */
   #deadline(pending: Pending): void {
     pending.deadline = undefined;
+    for (const entry of pending.running) slotsOf(entry, this.#metrics).timeouts.inc();
     const ms = this.#opts.handlerTimeout;
     if (this.#host.open) {
       this.#log.warn(
@@ -459,6 +489,7 @@ export class InFlight {
   /** Ends a NOTIFY's use of its Pending and pools it. */
   #recycle(pending: Pending): void {
     if (pending.issued.length > 0) this.#seal(pending);
+    if (pending.waiting > 0) pending.running.length = 0;
     pending.waiting = 0;
     if (pending.index >= 0) {
       const last = this.#active.pop()!;

@@ -9,6 +9,7 @@
  * @module
  */
 
+import type { AgentMetrics, MessageSlots } from "../metrics/agent.ts";
 import type { Context } from "./context.ts";
 import type { Message } from "./message.ts";
 import type { Reply } from "./reply.ts";
@@ -40,6 +41,21 @@ const AsyncFunction = (async () => {}).constructor;
 /** The brand of every {@linkcode Agent}, whichever copy of the library made it. Internal. */
 export const AGENT_BRAND: unique symbol = Symbol.for("spoa.agent");
 
+/**
+ * The metric slots of a handler's message, made once per thread's metrics.
+ *
+ * @param entry The handler.
+ * @param metrics The thread's metrics.
+ * @returns The slots.
+ */
+export function slotsOf(entry: HandlerEntry, metrics: AgentMetrics): MessageSlots {
+  if (entry.slotsOwner !== metrics) {
+    entry.slotsOwner = metrics;
+    entry.slots = metrics.message(entry.name);
+  }
+  return entry.slots!;
+}
+
 /** A registered handler and how to call it. Internal. */
 export class HandlerEntry {
   /** The handler. */
@@ -52,6 +68,10 @@ export class HandlerEntry {
   readonly name: string;
   /** A plain function returned a promise (logged once). */
   refused = false;
+  /** The metrics that {@linkcode HandlerEntry.slots} count into. */
+  slotsOwner: AgentMetrics | undefined = undefined;
+  /** This message's metric slots in `slotsOwner`. */
+  slots: MessageSlots | undefined = undefined;
 
   constructor(name: string, fn: Handler) {
     this.name = name;

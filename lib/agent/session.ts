@@ -41,6 +41,7 @@ import {
   writeDisconnect,
 } from "../spop.ts";
 import { Fragment, Reassembly } from "../spop/_fragments.ts";
+import { AgentMetrics } from "../metrics/agent.ts";
 
 export type { Timers } from "./_inflight.ts";
 
@@ -119,6 +120,9 @@ const GLOBAL_TIMERS: Timers = {
   clearTimeout: (handle) => clearTimeout(handle as number),
 };
 
+/** Where sessions count when nobody reads their metrics. */
+let unobserved: AgentMetrics | undefined;
+
 const State = { HELLO: 0, RUNNING: 1, DRAINING: 2, CLOSING: 3, CLOSED: 4 } as const;
 type State = typeof State[keyof typeof State];
 
@@ -157,6 +161,8 @@ export class Session implements ConnHandler {
   readonly #scanner: FrameScanner;
   readonly #writer = new FrameWriter(WRITER_BYTES);
   readonly #inflight: InFlight;
+  readonly #metrics: AgentMetrics;
+  readonly #values: Float64Array;
   readonly #closed: Promise<void>;
   #resolveClosed!: () => void;
 
@@ -181,6 +187,7 @@ export class Session implements ConnHandler {
    * @param options Behaviour; see {@linkcode DEFAULT_SESSION_OPTIONS}.
    * @param log Where this connection logs.
    * @param timers Timer functions (the global ones by default).
+   * @param metrics Where to count frames, messages and bytes.
    */
   constructor(
     conn: Conn,
@@ -188,14 +195,17 @@ export class Session implements ConnHandler {
     options: SessionConfig,
     log: Logger,
     timers: Timers = GLOBAL_TIMERS,
+    metrics: AgentMetrics = unobserved ??= new AgentMetrics(),
   ) {
     this.#conn = conn;
+    this.#metrics = metrics;
+    this.#values = metrics.values;
     this.#opts = options;
     this.#log = log;
     this.#timers = timers;
     this.#maxFrameSize = options.maxFrameSize;
     this.#scanner = new FrameScanner(options.maxFrameSize);
-    this.#inflight = new InFlight(agent, this.#host(), options, log, timers);
+    this.#inflight = new InFlight(agent, this.#host(), options, log, timers, metrics);
     this.#closed = new Promise((resolve) => this.#resolveClosed = resolve);
     this.#helloTimer = timers.setTimeout(() => {
       this.#helloTimer = undefined;
@@ -278,6 +288,7 @@ export class Session implements ConnHandler {
   onData(bytes: Uint8Array, length: number): void {
     if (this.#state >= State.DRAINING) return;
     this.#inData = true;
+    this.#values[this.#metrics.bytesIn]! += length;
     try {
       this.#scanner.push(bytes, length);
       for (let frame = this.#scanner.next(); frame !== null; frame = this.#scanner.next()) {
@@ -362,6 +373,7 @@ export class Session implements ConnHandler {
   }
 
   #frame(frame: Frame): void {
+    this.#values[this.#metrics.framesIn[frame.type]!]!++;
     if (this.#log.debugEnabled) {
       const name = TYPE_NAMES[frame.type] ?? `type ${frame.type}`;
       const flags = (frame.fin ? "" : " no-FIN") + (frame.abort ? " ABORT" : "");
@@ -444,6 +456,7 @@ export class Session implements ConnHandler {
         }; agent answers 2.0, ${size}, "${capabilities}"`,
       );
     }
+    this.#metrics.hello(hello.healthcheck, capabilities);
     if (hello.healthcheck) return this.#closeAfterOutput();
     this.#state = State.RUNNING;
   }
@@ -473,6 +486,7 @@ export class Session implements ConnHandler {
     frameId: number | bigint,
   ): void {
     this.#notifies++;
+    this.#values[this.#metrics.inFlight]!++;
     if (++this.#inFlight >= this.#opts.maxInFlight) this.#updateReading();
     const reply = this.#inflight.notify(buf, start, end, streamId, frameId);
     if (reply !== null) {
@@ -502,6 +516,7 @@ export class Session implements ConnHandler {
     reply: ReplySlot | undefined,
   ): void {
     const w = this.#writer;
+    this.#values[this.#metrics.acks]!++;
     w.begin(FrameType.ACK, streamId, frameId);
     this.#actions(reply);
     try {
@@ -520,6 +535,7 @@ export class Session implements ConnHandler {
 
   /** A NOTIFY left the in-flight count (acknowledged, or dropped on close). */
   #settled(): void {
+    this.#values[this.#metrics.inFlight]!--;
     if (this.#inFlight-- >= this.#opts.maxInFlight) this.#updateReading();
     if (this.#state === State.DRAINING && this.#inFlight === 0) this.#finishDrain();
   }
@@ -532,6 +548,7 @@ export class Session implements ConnHandler {
 
   #peerDisconnect(frame: Frame): void {
     const { status, message } = decodeDisconnect(frame);
+    this.#metrics.haproxyDisconnect(status);
     const line = `HAProxy disconnects: status ${status} (${message})`;
     if (status === Status.NORMAL) this.#log.debug(line, { status, event: "haproxy-disconnect" });
     else this.#log.info(line, { status, reason: message, event: "haproxy-disconnect" });
@@ -593,6 +610,7 @@ export class Session implements ConnHandler {
       ? undefined
       : reason.slice(0, MAX_REASON).replace(/[^\x20-\x7e]/g, "?");
     writeDisconnect(w, FrameType.AGENT_DISCONNECT, status, message);
+    this.#metrics.agentDisconnect(status);
     if (this.#log.debugEnabled) this.#log.debug(`-> AGENT-DISCONNECT status=${status}`);
     this.#flush();
     this.#conn.close();
@@ -613,6 +631,7 @@ export class Session implements ConnHandler {
       w.reset();
       return;
     }
+    this.#values[this.#metrics.bytesOut]! += w.size;
     this.#conn.write(w.buffer(), w.size);
     w.shrink(WRITER_KEEP_BYTES, WRITER_BYTES);
     if (!this.#outputFull && this.#conn.queued > this.#opts.maxQueuedBytes) {

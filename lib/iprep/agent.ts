@@ -13,7 +13,7 @@
 
 import { parseArgs } from "node:util";
 import type { Agent, AgentContext } from "../mod.ts";
-import { ipReputation } from "./mod.ts";
+import { ipReputation, SCORE_BUCKETS } from "./mod.ts";
 
 /**
  * Builds the IP-reputation agent from the module arguments.
@@ -34,14 +34,19 @@ export default function ipReputationModule(context: AgentContext): Agent {
   } catch (err) {
     throw new Error(`Cannot use the arguments of the IP-reputation service: ${oneLine(err)}`);
   }
-  if (values.seed === undefined) return ipReputation();
+  const scores = context.metrics.histogram({
+    name: "spoa_iprep_score",
+    help: "IP reputation scores given (0 worst, 100 best).",
+    buckets: SCORE_BUCKETS,
+  });
+  if (values.seed === undefined) return ipReputation({ scores });
   const seed = /^\d+$/.test(values.seed) ? Number(values.seed) : NaN;
   if (!(seed <= 0xffff_ffff)) {
     throw new Error(
       `Invalid value for --seed: "${values.seed}" (expected an integer from 0 to 4294967295)`,
     );
   }
-  return ipReputation({ seed });
+  return ipReputation({ seed, scores });
 }
 
 function oneLine(err: unknown): string {

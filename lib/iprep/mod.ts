@@ -9,7 +9,7 @@
  * @module
  */
 
-import { Agent, DataType } from "../mod.ts";
+import { Agent, DataType, type Histogram } from "../mod.ts";
 
 /** The message this service answers. */
 export const MESSAGE = "check-client-ip";
@@ -18,6 +18,8 @@ export const VARIABLE = "ip_score";
 
 /** Options of {@linkcode ipReputation}. */
 export interface IpReputationOptions {
+  /** Count the scores given in this histogram (see {@linkcode SCORE_BUCKETS}). */
+  scores?: Histogram;
   /** Make each score a fixed function of the seed and the address. */
   seed?: number;
   /** Source of randomness in [0, 1) when there is no seed; `Math.random` by default. */
@@ -64,7 +66,7 @@ export function seededScore(
  * @returns An agent handling `check-client-ip`.
  */
 export function ipReputation(options: IpReputationOptions = {}): Agent {
-  const { seed } = options;
+  const { seed, scores } = options;
   const random = options.random ?? Math.random;
   // The address is copied here, not into a new array per message.
   const address = new Uint8Array(16);
@@ -82,5 +84,9 @@ export function ipReputation(options: IpReputationOptions = {}): Agent {
       score = seededScore(seed, address, 0, length);
     }
     reply.setVar("sess", VARIABLE, score, DataType.UINT32);
+    scores?.observe(score);
   });
 }
+
+/** Buckets of the scores histogram: tens, so that `le="10"` counts scores 0..10. */
+export const SCORE_BUCKETS: readonly number[] = [10, 20, 30, 40, 50, 60, 70, 80, 90];

@@ -20,6 +20,7 @@ import { pathToFileURL } from "node:url";
 import { Agent, AGENT_BRAND, type Handler } from "../agent/handler.ts";
 import { errorDetail, errorText, type Logger } from "../agent/log.ts";
 import { DataType } from "../spop.ts";
+import { type Metrics, MetricsRegistry } from "../metrics/registry.ts";
 
 /** What the default-export function of an agent module is called with. */
 export interface AgentContext {
@@ -35,6 +36,12 @@ export interface AgentContext {
   readonly Agent: typeof Agent;
   /** SPOP data types, for `reply.setVar(..., type)`. */
   readonly DataType: typeof DataType;
+  /**
+   * The agent's own counters, gauges and histograms, exported with spoa's
+   * on `--metrics` (every worker's summed). Define them here, once, and keep
+   * the series: counting is then a store into shared memory.
+   */
+  readonly metrics: Metrics;
 }
 
 /** An object mapping message names to their handlers. */
@@ -84,6 +91,8 @@ export interface AgentPlace {
   args: readonly string[];
   /** The thread's logger; the module gets its `agent` child. */
   log: Logger;
+  /** The thread's metrics registry (a private one by default). */
+  metrics?: Metrics;
 }
 
 /**
@@ -108,6 +117,7 @@ export async function loadAgentModule(
     log: place.log.child("agent"),
     Agent,
     DataType,
+    metrics: place.metrics ?? new MetricsRegistry(),
   };
   let namespace: Record<string, unknown>;
   try {

@@ -15,6 +15,7 @@
  * @module
  */
 
+import { type MetricsSource, retire } from "../metrics/render.ts";
 import {
   type Conn,
   type ConnHandler,
@@ -59,6 +60,13 @@ export interface Pool {
   readonly running: number;
   /** Workers started so far, replacements included. */
   readonly started: number;
+  /** Workers serving now (loaded, and listening with `reuseport`). */
+  readonly ready: number;
+  /**
+   * Every worker's metrics (with `config.metrics`), and what workers that
+   * ended left of their counters and histograms.
+   */
+  metricsSources(): MetricsSource[];
   /**
    * Stops accepting and lets every worker drain its connections.
    *
@@ -96,6 +104,8 @@ interface Slot {
   restart: ReturnType<typeof setTimeout> | undefined;
   /** The start phase (loading, listening) being waited for. */
   phase: Phase | undefined;
+  /** The worker's metrics, once it sent them. */
+  metrics: MetricsSource | undefined;
 }
 
 /** A start phase of a worker, and how to settle it. */
@@ -140,7 +150,10 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
     stopped: undefined,
     restart: undefined,
     phase: undefined,
+    metrics: undefined,
   }));
+  /** What workers that ended left of their counters, summed into one source. */
+  let retired: MetricsSource | undefined;
   let port = options.port;
   let stopping = false;
   /** Whether every worker started once; before that, failures are not retried. */
@@ -208,6 +221,11 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
           case "gone":
             slot.conns.delete(message.cid);
             break;
+          case "metrics":
+            if (message.buffer !== undefined) {
+              slot.metrics = { layout: message.layout, values: new Float64Array(message.buffer) };
+            } else if (slot.metrics !== undefined) slot.metrics.layout = message.layout;
+            break;
         }
       };
       worker.onerror = (event: ErrorEvent) => {
@@ -260,6 +278,7 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
     worker.terminate();
     slot.worker = undefined;
     slot.ready = false;
+    retireMetrics(slot);
     for (const conn of slot.conns.values()) conn.close();
     slot.conns.clear();
     slot.stopped?.();
@@ -278,6 +297,13 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
         // died() already logged it and scheduled the next attempt.
       });
     }, delay);
+  }
+
+  /** Keeps what an ended worker counted, so that no counter goes down. */
+  function retireMetrics(slot: Slot): void {
+    if (slot.metrics === undefined) return;
+    retired = retire(retired, slot.metrics);
+    slot.metrics = undefined;
   }
 
   /** The next ready worker, in turn. */
@@ -389,6 +415,13 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
     },
     get started() {
       return started;
+    },
+    get ready() {
+      return slots.filter((s) => s.ready && s.worker !== undefined).length;
+    },
+    metricsSources() {
+      const live = slots.flatMap((s) => s.metrics === undefined ? [] : [s.metrics]);
+      return retired === undefined ? live : [...live, retired];
     },
     async shutdown(graceMs) {
       stopping = true;

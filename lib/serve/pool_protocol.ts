@@ -7,6 +7,7 @@
 
 import type { LogFormat } from "../agent/log.ts";
 import type { SessionOptions } from "../agent/session.ts";
+import type { MetricsLayout } from "../metrics/registry.ts";
 
 /** How connections reach workers. */
 export type Dispatch = "reuseport" | "streams";
@@ -27,6 +28,8 @@ export interface WorkerConfig {
   tls?: { cert: string; key: string };
   /** This worker's share of `--max-connections`. */
   maxConnections?: number;
+  /** `--metrics`: time handlers and send the metrics' memory and layout to the main thread. */
+  metrics?: boolean;
 }
 
 /** Main thread → worker. */
@@ -82,4 +85,9 @@ export type FromWorker =
   /** A connection handed over as streams is closed: forget it. */
   | { type: "gone"; cid: number }
   /** Every connection is closed after `shutdown`. */
-  | { type: "stopped" };
+  | { type: "stopped" }
+  /**
+   * The worker's metrics: their memory (first time only; the worker writes,
+   * the main thread reads at each scrape) and their layout (when it changed).
+   */
+  | { type: "metrics"; buffer?: SharedArrayBuffer; layout: MetricsLayout };

@@ -25,6 +25,7 @@ import {
   type Timers,
 } from "../agent/session.ts";
 import { runtimeListen } from "../runtime/mod.ts";
+import { AgentMetrics } from "../metrics/agent.ts";
 
 /**
  * Options of {@linkcode serve}. Session options default as in
@@ -68,6 +69,8 @@ export interface InternalServeOptions extends ServerOptions {
   listen?: Listen;
   /** Timer functions for sessions. */
   timers?: Timers;
+  /** Where sessions count. */
+  metrics?: AgentMetrics;
 }
 
 export const SERVE_KEYS: readonly string[] = [
@@ -115,6 +118,8 @@ export interface AcceptorOptions extends Partial<SessionOptions> {
   timers?: Timers;
   /** The reference agent's test knobs. */
   reference?: Partial<ReferenceKnobs>;
+  /** Where sessions count (a private set of metrics by default). */
+  metrics?: AgentMetrics;
 }
 
 /** Runs a session for each connection given to it, wherever they come from. */
@@ -149,6 +154,8 @@ export function createAcceptor(agent: Agent, options: AcceptorOptions = {}): Acc
   const log = options.log ?? createLogger();
   const sessions = new Set<Session>();
   const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  const metrics = options.metrics ?? new AgentMetrics();
+  const values = metrics.values;
   let nextId = 1;
   let refused = 0;
   // Frame timeouts are checked by one sweep a second, running only while
@@ -165,6 +172,7 @@ export function createAcceptor(agent: Agent, options: AcceptorOptions = {}): Acc
   return {
     accept(conn) {
       if (sessions.size >= maxConnections) {
+        values[metrics.refused]!++;
         conn.destroy();
         // One line per 1,000 refusals: a flood must not flood the log too.
         if (refused++ % 1000 === 0) {
@@ -183,9 +191,14 @@ export function createAcceptor(agent: Agent, options: AcceptorOptions = {}): Acc
       const id = nextId++;
       const connLog = log.child(`#${id}`, { peer: conn.remote });
       if (connLog.debugEnabled) connLog.debug(`accepted ${conn.remote}`);
-      const session = new Session(conn, agent, sessionOptions, connLog, options.timers);
+      const session = new Session(conn, agent, sessionOptions, connLog, options.timers, metrics);
       sessions.add(session);
-      void session.closed.then(() => forget(session));
+      values[metrics.accepted]!++;
+      values[metrics.open]!++;
+      void session.closed.then(() => {
+        values[metrics.open]!--;
+        forget(session);
+      });
       return session;
     },
     get connections() {

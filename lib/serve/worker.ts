@@ -13,6 +13,8 @@ import type { Conn, ConnHandler } from "../agent/conn.ts";
 import type { Agent } from "../agent/handler.ts";
 import { createLogger, errorText, Level } from "../agent/log.ts";
 import { loadAgentModule, logUncaught } from "./module.ts";
+import { AgentMetrics } from "../metrics/agent.ts";
+import { MetricsRegistry } from "../metrics/registry.ts";
 import type { FromWorker, ToWorker } from "./pool_protocol.ts";
 import {
   type Acceptor,
@@ -255,12 +257,16 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
     format: config.logFormat ?? "text",
   });
   logUncaught(log);
+  const registry = new MetricsRegistry({ warn: (text) => log.warn(text) });
+  const metrics = new AgentMetrics(registry, config.metrics ?? false);
+  if (config.metrics) reportMetrics(registry);
   try {
     agent = await loadAgentModule(config.agent.module, {
       workerId: message.id,
       workers: message.workers,
       args: config.agent.args,
       log,
+      metrics: registry,
     }, config.agent.label);
   } catch (err) {
     post({ type: "failed", stage: "load", message: errorText(err) });
@@ -271,10 +277,33 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
     ...(config.reference === undefined ? {} : { reference: config.reference }),
     ...(config.maxConnections === undefined ? {} : { maxConnections: config.maxConnections }),
     log,
+    metrics,
   };
   tlsConfig = config.tls;
   if (message.dispatch === "streams") acceptor = createAcceptor(agent, options);
   post({ type: "loaded" });
+}
+
+/**
+ * Sends the registry's memory to the main thread once, then its layout each
+ * time a family or series is added (coalesced: one message per task).
+ */
+function reportMetrics(registry: MetricsRegistry): void {
+  let queued = false;
+  let sent = false;
+  const send = () => {
+    queued = false;
+    const layout = registry.layout();
+    if (sent) post({ type: "metrics", layout });
+    else post({ type: "metrics", buffer: registry.buffer, layout });
+    sent = true;
+  };
+  registry.onChange = () => {
+    if (queued) return;
+    queued = true;
+    queueMicrotask(send);
+  };
+  send();
 }
 
 /** Listens on the shared port (`reuseport`), once the agent is loaded. */

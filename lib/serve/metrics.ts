@@ -1,0 +1,193 @@
+/**
+ * The operator's HTTP endpoint (`spoa --metrics ADDR:PORT`): `GET /metrics`
+ * in the Prometheus text format, every worker summed, and `GET /health`.
+ * The main thread serves it; workers only write their counters into shared
+ * memory, which this reads at each scrape.
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { readdirSync, readFileSync } from "node:fs";
+import type { Logger } from "../agent/log.ts";
+import { errorText } from "../agent/log.ts";
+import { MetricsRegistry } from "../metrics/registry.ts";
+import {
+  type MetricsSource,
+  PROMETHEUS_CONTENT_TYPE,
+  renderPrometheus,
+} from "../metrics/render.ts";
+import { type HttpServer, serveHttp } from "../runtime/http.ts";
+import { VERSION } from "../version.ts";
+
+/** What the endpoint reports on. */
+export interface MetricsTarget {
+  /** Every registry to sum: workers', and the main thread's own (added by the endpoint). */
+  sources(): MetricsSource[];
+  /** Workers serving now (1 for the single-thread agent while it serves). */
+  workersUp(): number;
+  /** Workers the agent runs (0: the single-thread agent). */
+  readonly workers: number;
+  /** Workers started so far, replacements included. */
+  started(): number;
+  /** Whether the agent is stopping (`/health` then answers 503). */
+  draining(): boolean;
+  /** Connections open now, if known on this thread. */
+  connections(): number | undefined;
+}
+
+/** The running endpoint. */
+export interface MetricsEndpoint {
+  /** The bound address. */
+  readonly hostname: string;
+  /** The bound port. */
+  readonly port: number;
+  /** Stops it. */
+  close(): Promise<void>;
+}
+
+/** Which runtime runs us, with its version, e.g. `deno 2.9.6`. */
+function runtimeName(): string {
+  const v = process.versions as Record<string, string | undefined>;
+  if (v.bun !== undefined) return `bun ${v.bun}`;
+  if (v.deno !== undefined) return `deno ${v.deno}`;
+  return `node ${process.versions.node}`;
+}
+
+/**
+ * The main thread's own metrics: build, process and workers, read at each
+ * scrape.
+ */
+function processMetrics(target: MetricsTarget) {
+  const registry = new MetricsRegistry({ capacity: 64 });
+  registry.gauge({
+    name: "spoa_build_info",
+    help: "Always 1; the labels tell the version of spoa and the runtime running it.",
+    labelNames: ["version", "runtime"],
+  }).with({ version: VERSION, runtime: runtimeName() }).set(1);
+  const up = registry.gauge({ name: "spoa_workers_up", help: "Worker threads serving now." });
+  const restarts = counterSlot(registry, {
+    name: "spoa_worker_restarts_total",
+    help: "Worker threads started again after one ended unexpectedly.",
+  });
+  const rss = registry.gauge({
+    name: "process_resident_memory_bytes",
+    help: "Resident memory size in bytes.",
+  });
+  const cpu = counterSlot(registry, {
+    name: "process_cpu_seconds_total",
+    help: "Total user and system CPU time spent in seconds.",
+  });
+  registry.gauge({
+    name: "process_start_time_seconds",
+    help: "Start time of the process since unix epoch in seconds.",
+  }).set(Math.round(performance.timeOrigin) / 1000);
+  const fds = registry.gauge({
+    name: "process_open_fds",
+    help: "Number of open file descriptors.",
+  });
+  const maxFds = registry.gauge({
+    name: "process_max_fds",
+    help: "Maximum number of open file descriptors.",
+  });
+  const limit = maxOpenFiles();
+  if (limit !== undefined) maxFds.set(limit);
+  return {
+    registry,
+    /** Reads the process's state into the gauges. */
+    update() {
+      up.set(target.workersUp());
+      registry.values[restarts] = Math.max(0, target.started() - target.workers);
+      rss.set(process.memoryUsage.rss());
+      const usage = process.cpuUsage();
+      registry.values[cpu] = (usage.user + usage.system) / 1e6;
+      const open = openFiles();
+      if (open !== undefined) fds.set(open);
+    },
+  };
+}
+
+/** A counter whose total is read from elsewhere: its slot, to store the total in. */
+function counterSlot(registry: MetricsRegistry, options: { name: string; help: string }): number {
+  return (registry.counter(options) as unknown as { offset: number }).offset;
+}
+
+/** Open descriptors, from /proc (Linux); `undefined` elsewhere. */
+function openFiles(): number | undefined {
+  try {
+    return readdirSync("/proc/self/fd").length;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The soft limit on open files, from /proc (Linux); `undefined` elsewhere. */
+function maxOpenFiles(): number | undefined {
+  try {
+    const line = readFileSync("/proc/self/limits", "utf8").split("\n")
+      .find((l) => l.startsWith("Max open files"));
+    const soft = line?.slice("Max open files".length).trim().split(/\s+/)[0];
+    return soft === undefined || soft === "unlimited" ? undefined : Number(soft);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Serves `/metrics` and `/health`.
+ *
+ * @param hostname The address to bind.
+ * @param port The port (0 for any free one).
+ * @param target What to report on.
+ * @param log Where to log the address and route errors.
+ * @returns The endpoint, once it listens.
+ */
+export async function startMetricsEndpoint(
+  hostname: string,
+  port: number,
+  target: MetricsTarget,
+  log: Logger,
+): Promise<MetricsEndpoint> {
+  const own = processMetrics(target);
+  let server: HttpServer;
+  try {
+    server = await serveHttp(hostname, port, {
+      "/metrics": () => {
+        own.update();
+        return {
+          status: 200,
+          type: PROMETHEUS_CONTENT_TYPE,
+          body: renderPrometheus([
+            { layout: own.registry.layout(), values: own.registry.values },
+            ...target.sources(),
+          ]),
+        };
+      },
+      "/health": () => {
+        const workers = target.workersUp();
+        const draining = target.draining();
+        const status = draining ? "draining" : workers === 0 ? "no worker up" : "serving";
+        const connections = target.connections();
+        const body = {
+          status,
+          version: VERSION,
+          workers_up: workers,
+          ...(connections === undefined ? {} : { connections }),
+        };
+        return {
+          status: status === "serving" ? 200 : 503,
+          type: "application/json",
+          body: JSON.stringify(body) + "\n",
+        };
+      },
+    }, (err) => log.error(`metrics endpoint: ${errorText(err)}`));
+  } catch (err) {
+    throw new Error(`Cannot listen on ${hostname}:${port} for --metrics: ${errorText(err)}`);
+  }
+  const shown = server.hostname.includes(":") ? `[${server.hostname}]` : server.hostname;
+  log.info(`metrics on http://${shown}:${server.port}/metrics`, {
+    address: server.hostname,
+    port: server.port,
+  });
+  return server;
+}
