@@ -6,6 +6,7 @@
  * @module
  */
 
+import { readdirSync, readFileSync } from "node:fs";
 import process from "node:process";
 import type { Listen, ListenStreams } from "../agent/conn.ts";
 
@@ -94,4 +95,29 @@ export function readEnvironment(names: readonly string[]): Record<string, string
     if (value !== undefined) out[name] = value;
   }
   return out;
+}
+
+/**
+ * Reads a text file of the process's own (under `/proc/self`), or
+ * `undefined` when it cannot: not Linux, or, under Deno, no read permission
+ * for it (never a prompt).
+ *
+ * @param name The file under `/proc/self`, e.g. `limits`; `fd/` lists the descriptors.
+ * @returns The file's text, the directory's entries joined by newlines, or `undefined`.
+ */
+export function readProcSelf(name: string): string | undefined {
+  const path = `/proc/self/${name}`;
+  const deno = (globalThis as {
+    Deno?: { permissions: { querySync(d: { name: "read"; path: string }): { state: string } } };
+  }).Deno;
+  if (
+    deno !== undefined && deno.permissions.querySync({ name: "read", path }).state !== "granted"
+  ) {
+    return undefined;
+  }
+  try {
+    return name.endsWith("/") ? readdirSync(path).join("\n") : readFileSync(path, "utf8");
+  } catch {
+    return undefined;
+  }
 }

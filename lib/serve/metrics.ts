@@ -8,7 +8,6 @@
  */
 
 import process from "node:process";
-import { readdirSync, readFileSync } from "node:fs";
 import type { Logger } from "../agent/log.ts";
 import { errorText } from "../agent/log.ts";
 import { MetricsRegistry } from "../metrics/registry.ts";
@@ -18,6 +17,7 @@ import {
   renderPrometheus,
 } from "../metrics/render.ts";
 import { type HttpServer, serveHttp } from "../runtime/http.ts";
+import { readProcSelf } from "../runtime/mod.ts";
 import { VERSION } from "../version.ts";
 
 /** What the endpoint reports on. */
@@ -82,16 +82,17 @@ function processMetrics(target: MetricsTarget) {
     name: "process_start_time_seconds",
     help: "Start time of the process since unix epoch in seconds.",
   }).set(Math.round(performance.timeOrigin) / 1000);
-  const fds = registry.gauge({
-    name: "process_open_fds",
-    help: "Number of open file descriptors.",
-  });
-  const maxFds = registry.gauge({
-    name: "process_max_fds",
-    help: "Maximum number of open file descriptors.",
-  });
+  // Only where /proc/self can be read: Linux (under Deno, with --allow-all only).
+  const fds = openFiles() === undefined
+    ? undefined
+    : registry.gauge({ name: "process_open_fds", help: "Number of open file descriptors." });
   const limit = maxOpenFiles();
-  if (limit !== undefined) maxFds.set(limit);
+  if (limit !== undefined) {
+    registry.gauge({
+      name: "process_max_fds",
+      help: "Maximum number of open file descriptors.",
+    }).set(limit);
+  }
   return {
     registry,
     /** Reads the process's state into the gauges. */
@@ -101,8 +102,8 @@ function processMetrics(target: MetricsTarget) {
       rss.set(process.memoryUsage.rss());
       const usage = process.cpuUsage();
       registry.values[cpu] = (usage.user + usage.system) / 1e6;
-      const open = openFiles();
-      if (open !== undefined) fds.set(open);
+      const open = fds === undefined ? undefined : openFiles();
+      if (open !== undefined) fds!.set(open);
     },
   };
 }
@@ -112,25 +113,16 @@ function counterSlot(registry: MetricsRegistry, options: { name: string; help: s
   return (registry.counter(options) as unknown as { offset: number }).offset;
 }
 
-/** Open descriptors, from /proc (Linux); `undefined` elsewhere. */
+/** Open descriptors, from /proc (Linux; Deno lets only --allow-all read /proc/self). */
 function openFiles(): number | undefined {
-  try {
-    return readdirSync("/proc/self/fd").length;
-  } catch {
-    return undefined;
-  }
+  return readProcSelf("fd/")?.split("\n").length;
 }
 
 /** The soft limit on open files, from /proc (Linux); `undefined` elsewhere. */
 function maxOpenFiles(): number | undefined {
-  try {
-    const line = readFileSync("/proc/self/limits", "utf8").split("\n")
-      .find((l) => l.startsWith("Max open files"));
-    const soft = line?.slice("Max open files".length).trim().split(/\s+/)[0];
-    return soft === undefined || soft === "unlimited" ? undefined : Number(soft);
-  } catch {
-    return undefined;
-  }
+  const line = readProcSelf("limits")?.split("\n").find((l) => l.startsWith("Max open files"));
+  const soft = line?.slice("Max open files".length).trim().split(/\s+/)[0];
+  return soft === undefined || soft === "unlimited" ? undefined : Number(soft);
 }
 
 /**
