@@ -381,14 +381,22 @@ class SeriesHandle implements Counter, Gauge, Histogram {
   }
 
   observe(value: number): void {
+    this.observeMany(value, 1);
+  }
+
+  /**
+   * Counts `count` observations of one value (internal: a sampled
+   * observation standing for the calls that were not timed).
+   */
+  observeMany(value: number, count: number): void {
     const at = this.#slot("observe", "histogram");
     if (at < 0) return;
     const buckets = this.#buckets!;
     let i = 0;
     while (i < buckets.length && value > buckets[i]!) i++;
     const values = this.#values;
-    values[at + i]!++;
-    values[at + buckets.length + 1]! += value;
+    values[at + i]! += count;
+    values[at + buckets.length + 1]! += value * count;
   }
 
   #slot(method: string, only?: MetricType): number {
