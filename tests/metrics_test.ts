@@ -6,17 +6,25 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { type AgentProcess, startAgent } from "./_process.ts";
 import { freePort, sleep, until } from "./_haproxy.ts";
 import { checkClientIp, SpopClient } from "./_spop_client.ts";
+import { startPool } from "../lib/serve/pool.ts";
+import { createLogger, Level } from "../lib/agent/log.ts";
+import { renderPrometheus } from "../lib/metrics/render.ts";
+import { FrameType } from "../lib/spop.ts";
+import { Agent, serve, type Server } from "../lib/mod.ts";
+
+const QUIET = createLogger({ level: Level.ERROR, sink: () => {} });
 
 const PROMETHEUS = process.env.SPOA_PROMETHEUS_BIN || "prometheus";
 const PROMTOOL = process.env.SPOA_PROMTOOL_BIN || "promtool";
 
+const OPS = path.join(import.meta.dirname!, "../ops");
 const DIR = mkdtempSync(path.join(tmpdir(), "spoa-metrics-"));
 after(() => rmSync(DIR, { recursive: true, force: true }));
 
@@ -54,6 +62,20 @@ function raw(port: number, request: string): Promise<string> {
 
 const GET = (target: string, method = "GET") =>
   `${method} ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`;
+
+/** A body sent with `Transfer-Encoding: chunked`, joined (bodies without chunks pass as they are). */
+function dechunk(body: string): string {
+  if (!/^[0-9a-f]+\r\n/.test(body)) return body;
+  let out = "";
+  let rest = body;
+  for (;;) {
+    const eol = rest.indexOf("\r\n");
+    const size = parseInt(rest.slice(0, eol), 16);
+    if (!(size > 0)) return out;
+    out += rest.slice(eol + 2, eol + 2 + size);
+    rest = rest.slice(eol + 2 + size + 2);
+  }
+}
 
 function statusOf(response: string): number {
   return Number(/^HTTP\/1\.1 (\d{3})/.exec(response)?.[1]);
@@ -215,11 +237,15 @@ test(
   async () => {
     const { agent, port } = await startWithMetrics(["-n", "2", "--seed", "3"]);
     const webPort = await freePort();
+    // ops/prometheus.yml, scraping and evaluating every second, with ops/alerts.yml.
     const config = path.join(DIR, "prometheus.yml");
-    writeFileSync(
-      config,
-      `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: spoa\n    static_configs:\n      - targets: ["127.0.0.1:${port}"]\n`,
-    );
+    const shipped = readFileSync(path.join(OPS, "prometheus.yml"), "utf8");
+    const fast = shipped
+      .replace("scrape_interval: 15s", "scrape_interval: 1s\n  evaluation_interval: 1s")
+      .replace(/targets: \["127\.0\.0\.1:9100"\]/, `targets: ["127.0.0.1:${port}"]`);
+    assert.notEqual(fast, shipped);
+    writeFileSync(config, fast);
+    copyFileSync(path.join(OPS, "alerts.yml"), path.join(DIR, "alerts.yml"));
     const prometheus = spawn(PROMETHEUS, [
       `--config.file=${config}`,
       `--storage.tsdb.path=${path.join(DIR, "tsdb")}`,
@@ -237,7 +263,7 @@ test(
           webPort,
           GET(`/api/v1/query?query=${encodeURIComponent(expr)}`),
         );
-        const body = JSON.parse(bodyOf(res).replace(/^[0-9a-f]+\r\n|\r\n0\r\n\r\n$/g, ""));
+        const body = JSON.parse(dechunk(bodyOf(res)));
         const value = body?.data?.result?.[0]?.value?.[1];
         return value === undefined ? undefined : Number(value);
       };
@@ -253,6 +279,26 @@ test(
       assert.equal(await query('up{job="spoa"}'), 1);
       assert.equal(await query("spoa_workers_up"), 2);
       assert.equal(await query("sum(spoa_iprep_score_count)"), 40);
+      // Every query of the Grafana dashboard runs.
+      const dashboard = JSON.parse(readFileSync(path.join(OPS, "grafana-dashboard.json"), "utf8"));
+      const exprs: string[] = dashboard.panels.flatMap((p: { targets: { expr: string }[] }) =>
+        p.targets.map((t) => t.expr)
+      );
+      assert.ok(exprs.length >= 12);
+      for (const expr of exprs) {
+        const concrete = expr.replaceAll("$instance", ".*").replaceAll("$__rate_interval", "1m");
+        const res = await raw(webPort, GET(`/api/v1/query?query=${encodeURIComponent(concrete)}`));
+        assert.match(dechunk(bodyOf(res)), /"status":"success"/, concrete);
+      }
+      // The alert rules load and evaluate, and none fires.
+      await until(async () => {
+        const rules = JSON.parse(dechunk(bodyOf(await raw(webPort, GET("/api/v1/rules")))));
+        const all = rules.data.groups.flatMap((g: { rules: unknown[] }) => g.rules) as {
+          health: string;
+          state: string;
+        }[];
+        return all.length === 7 && all.every((r) => r.health === "ok" && r.state === "inactive");
+      }, "the 7 alert rules to evaluate, all inactive");
     } finally {
       prometheus.kill("SIGTERM");
       await Promise.race([exited, sleep(10_000)]);
@@ -261,3 +307,114 @@ test(
     }
   },
 );
+
+test("a worker that dies takes none of its counts with it: every scrape sees totals only grow", {
+  timeout: 60_000,
+}, async () => {
+  // Worker 1 of _crash_worker.ts dies about 150 ms after each start; with
+  // `streams` every other connection goes to it while it lives.
+  const pool = await startPool({
+    workers: 2,
+    dispatch: "streams",
+    hostname: "127.0.0.1",
+    port: 0,
+    config: {
+      debug: false,
+      agent: {
+        module: new URL("../lib/iprep/agent.ts", import.meta.url).href,
+        label: "iprep",
+        args: [],
+      },
+      session: {},
+      metrics: true,
+    },
+    log: createLogger({ level: Level.ERROR, sink: () => {} }),
+    workerUrl: new URL("./_crash_worker.ts", import.meta.url),
+  });
+  try {
+    const scrape = () => renderPrometheus(pool.metricsSources());
+    let last = 0;
+    let acked = 0;
+    const deadline = Date.now() + 2500;
+    while (Date.now() < deadline) {
+      const client = await SpopClient.connect(pool.port).catch(() => undefined);
+      if (client !== undefined) {
+        try {
+          await client.hello();
+          const ack = await client.notify(1, 1, [checkClientIp("10.0.0.9")]);
+          if (ack.type === FrameType.ACK) acked++;
+        } catch {
+          // Its worker died under it.
+        } finally {
+          await client.close();
+        }
+      }
+      const now = sample(scrape(), 'spoa_messages_total{message="check-client-ip"}') ?? 0;
+      assert.ok(now >= last, `spoa_messages_total went down from ${last} to ${now}`);
+      last = now;
+    }
+    assert.ok(pool.started > 3, `worker 1 was restarted (${pool.started} starts)`);
+    assert.ok(acked > 10, `${acked} NOTIFYs answered`);
+    assert.ok(last >= acked, `${last} messages counted, ${acked} answered`);
+    const text = scrape();
+    // The gauges of dead workers are gone: nothing is open once every client closed.
+    await until(() => sample(scrape(), "spoa_connections_open") === 0, "no connection open");
+    assert.match(text, /^spoa_frames_received_total\{type="NOTIFY"\} \d+$/m);
+  } finally {
+    await pool.shutdown(1000);
+  }
+});
+
+test("serve() with metrics serves the same endpoint for an Agent, a module and a pool", {
+  timeout: 60_000,
+}, async () => {
+  const cases: [string, () => Promise<Server>][] = [
+    ["an Agent", () =>
+      serve(
+        new Agent().on("check-client-ip", (_m, reply) => void reply.setVar("sess", "ip_score", 7)),
+        { hostname: "127.0.0.1", port: 0, metrics: { port: 0 }, log: QUIET },
+      )],
+    [
+      "a module on this thread",
+      () => serve(MODULE, { hostname: "127.0.0.1", port: 0, metrics: { port: 0 }, log: QUIET }),
+    ],
+    ["a module on 2 workers", () =>
+      serve(MODULE, {
+        workers: 2,
+        hostname: "127.0.0.1",
+        port: 0,
+        metrics: { hostname: "127.0.0.1", port: 0 },
+        log: QUIET,
+      })],
+  ];
+  for (const [what, start] of cases) {
+    const server = await start();
+    try {
+      assert.ok(server.metricsPort! > 0, what);
+      await traffic(server.port, 2, 3);
+      const text = bodyOf(await raw(server.metricsPort!, GET("/metrics")));
+      assert.equal(sample(text, 'spoa_messages_total{message="check-client-ip"}'), 6, what);
+      assert.equal(statusOf(await raw(server.metricsPort!, GET("/health"))), 200, what);
+    } finally {
+      await server.shutdown(1000);
+    }
+    // The endpoint stops with the server.
+    await assert.rejects(raw(server.metricsPort!, GET("/health")), what);
+  }
+});
+
+test("serve() checks its metrics option where it enters", async () => {
+  const agent = new Agent();
+  await assert.rejects(
+    serve(agent, { metrics: { port: 70000 } }),
+    new RangeError("Cannot use metrics.port 70000: it must be an integer from 0 to 65535"),
+  );
+  await assert.rejects(
+    serve(agent, { metrics: { port: 1, host: "x" } as never }),
+    new TypeError('Cannot use metrics: unknown option "host" (hostname, port)'),
+  );
+  await assert.rejects(
+    serve(agent, { metrics: 9100 as never }),
+    new TypeError("Cannot use metrics: it must be an object such as { port: 9100 }"),
+  );
+});

@@ -60,6 +60,9 @@ export interface InFlightOptions {
   maxLateHandlers: number;
 }
 
+/** Plain calls on this thread so far, every connection's, for sampling their durations. */
+let plainCalls = 0;
+
 /** One NOTIFY waiting for its handlers; reused once done. */
 class Pending implements ContextSlot {
   streamId: number | bigint = 0;
@@ -121,8 +124,6 @@ export class InFlight {
   #armed = false;
   /** Handlers still running after their NOTIFY was done (deadline or close). */
   #late = 0;
-  /** Plain calls so far, for sampling their durations. */
-  #plainCalls = 0;
 
   constructor(
     agent: Agent,
@@ -262,9 +263,7 @@ export class InFlight {
     this.#armed = true;
     let result: void | PromiseLike<void>;
     // One plain call in PLAIN_SAMPLE is timed, and stands for the others.
-    const start = this.#metrics.timing && ++this.#plainCalls % PLAIN_SAMPLE === 0
-      ? performance.now()
-      : 0;
+    const start = this.#metrics.timing && ++plainCalls % PLAIN_SAMPLE === 0 ? performance.now() : 0;
     try {
       result = entry.fn(message, this.#reply, this.#context);
     } catch (err) {

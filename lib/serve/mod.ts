@@ -7,7 +7,7 @@
  */
 
 import { Agent } from "../agent/handler.ts";
-import { createLogger, Level, type LogFormat } from "../agent/log.ts";
+import { createLogger, Level, type LogFormat, type Logger } from "../agent/log.ts";
 import {
   checkAddress,
   checkKeys,
@@ -21,7 +21,10 @@ import type { SessionOptions } from "../agent/session.ts";
 import { loadAgentModule, moduleUrl } from "./module.ts";
 import { startPool } from "./pool.ts";
 import type { Dispatch } from "./pool_protocol.ts";
-import { serve as serveAgent, SERVE_KEYS, type Server, type ServerOptions } from "./server.ts";
+import { SERVE_KEYS, type Server, type ServerOptions, serveWith } from "./server.ts";
+import { type MetricsTarget, startMetricsEndpoint } from "./metrics.ts";
+import { AgentMetrics } from "../metrics/agent.ts";
+import { MetricsRegistry } from "../metrics/registry.ts";
 
 /** Options of {@linkcode serve}. */
 export interface ServeOptions extends ServerOptions {
@@ -39,6 +42,12 @@ export interface ServeOptions extends ServerOptions {
   debug?: boolean;
   /** How workers write their log lines: `"text"` (default) or `"json"`. */
   logFormat?: LogFormat;
+  /**
+   * Serve Prometheus metrics (`GET /metrics`, every worker summed) and
+   * `GET /health` over HTTP on this address, as `spoa --metrics` does.
+   * `hostname` is `"127.0.0.1"` by default. Off by default.
+   */
+  metrics?: { hostname?: string; port: number };
 }
 
 const KEYS: readonly string[] = [
@@ -48,6 +57,7 @@ const KEYS: readonly string[] = [
   "args",
   "debug",
   "logFormat",
+  "metrics",
 ];
 const MAX_WORKERS = 1024;
 
@@ -85,8 +95,10 @@ export async function serve(
     args = [],
     debug = false,
     logFormat = "text",
+    metrics: httpMetrics,
     ...rest
   } = options;
+  const where = checkMetrics(httpMetrics);
   if (!Number.isInteger(workers) || workers < 0 || workers > MAX_WORKERS) {
     throw new RangeError(
       `Cannot use workers ${workers}: it must be an integer from 0 to ${MAX_WORKERS}`,
@@ -106,7 +118,7 @@ export async function serve(
         "Cannot run an Agent object on several workers: pass its module's URL instead",
       );
     }
-    return await serveAgent(agent, rest);
+    return await onThisThread(agent, rest, where);
   }
   if (!(agent instanceof URL) && typeof agent !== "string") {
     throw new TypeError("Cannot serve: pass an Agent, or an agent module's URL or path");
@@ -115,12 +127,13 @@ export async function serve(
   const log = rest.log ??
     createLogger({ level: debug ? Level.DEBUG : Level.INFO, format: logFormat });
   if (workers <= 1) {
+    const registry = new MetricsRegistry({ warn: (text) => log.warn(text) });
     const loaded = await loadAgentModule(
       url,
-      { workerId: 0, workers: 0, args, log },
+      { workerId: 0, workers: 0, args, log, metrics: registry },
       String(agent),
     );
-    return await serveAgent(loaded, { ...rest, log });
+    return await onThisThread(loaded, { ...rest, log }, where, registry);
   }
   // The options are checked here, once, as they would be on this thread.
   const {
@@ -159,13 +172,101 @@ export async function serve(
       ...(maxConnections === undefined ? {} : {
         maxConnections: Math.ceil(maxConnections / workers),
       }),
+      ...(where === undefined ? {} : { metrics: true }),
     },
     log: log.child("main"),
   });
+  return await withEndpoint(
+    {
+      hostname,
+      port: pool.port,
+      connections: undefined,
+      shutdown: (graceMs = 3000) => pool.shutdown(graceMs),
+    },
+    where,
+    log,
+    (draining) => ({
+      sources: () => pool.metricsSources(),
+      workersUp: () => pool.ready,
+      workers,
+      started: () => pool.started,
+      draining,
+      connections: () => undefined,
+    }),
+  );
+}
+
+/** Runs an agent on this thread, with the metrics endpoint if asked for. */
+async function onThisThread(
+  agent: Agent,
+  options: ServerOptions,
+  where: { hostname: string; port: number } | undefined,
+  registry = new MetricsRegistry(),
+): Promise<Server> {
+  checkKeys("serve()", options, SERVE_KEYS);
+  const metrics = new AgentMetrics(registry, where !== undefined);
+  const server = await serveWith(agent, { ...options, metrics });
+  const log = options.log ?? createLogger();
+  return await withEndpoint(server, where, log, (draining) => ({
+    sources: () => [{ layout: registry.layout(), values: registry.values }],
+    workersUp: () => 1,
+    workers: 0,
+    started: () => 0,
+    draining,
+    connections: () => server.connections,
+  }));
+}
+
+/** Adds the metrics endpoint to a running server; it stops with the server. */
+async function withEndpoint(
+  server: Server,
+  where: { hostname: string; port: number } | undefined,
+  log: Logger,
+  target: (draining: () => boolean) => MetricsTarget,
+): Promise<Server> {
+  if (where === undefined) return server;
+  let draining = false;
+  let endpoint;
+  try {
+    endpoint = await startMetricsEndpoint(where.hostname, where.port, target(() => draining), log);
+  } catch (err) {
+    await server.shutdown(0);
+    throw err;
+  }
+  let stopping: Promise<void> | undefined;
   return {
-    hostname,
-    port: pool.port,
-    connections: undefined,
-    shutdown: (graceMs = 3000) => pool.shutdown(graceMs),
+    hostname: server.hostname,
+    port: server.port,
+    get connections() {
+      return server.connections;
+    },
+    metricsPort: endpoint.port,
+    shutdown(graceMs?: number) {
+      draining = true;
+      stopping ??= server.shutdown(graceMs).finally(() => endpoint.close());
+      return stopping;
+    },
   };
+}
+
+/** Checks `metrics` (an address for the endpoint) as it enters. */
+function checkMetrics(value: unknown): { hostname: string; port: number } | undefined {
+  if (value === undefined) return undefined;
+  if (value === null || typeof value !== "object") {
+    throw new TypeError("Cannot use metrics: it must be an object such as { port: 9100 }");
+  }
+  const { hostname = "127.0.0.1", port, ...others } = value as Record<string, unknown>;
+  const unknown = Object.keys(others);
+  if (unknown.length > 0) {
+    throw new TypeError(`Cannot use metrics: unknown option "${unknown[0]}" (hostname, port)`);
+  }
+  if (typeof hostname !== "string" || hostname === "") {
+    throw new TypeError("Cannot use metrics.hostname: it must be a non-empty string");
+  }
+  if (typeof port !== "number" || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new RangeError(
+      `Cannot use metrics.port ${String(port)}: it must be an integer from 0 to 65535`,
+    );
+  }
+  return { hostname, port };
 }

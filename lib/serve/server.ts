@@ -94,6 +94,8 @@ export interface Server {
   readonly port: number;
   /** Connections open now; `undefined` when worker threads serve them. */
   readonly connections: number | undefined;
+  /** The port of the metrics endpoint, when `serve()` was given `metrics`. */
+  readonly metricsPort?: number;
   /**
    * Stops accepting, lets each session finish its in-flight NOTIFYs and send
    * AGENT-DISCONNECT (status 0), and closes what is left after `graceMs`.
