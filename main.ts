@@ -17,8 +17,8 @@ import { type Pool, PoolStartError, startPool } from "./lib/serve/pool.ts";
 import { serveWith } from "./lib/serve/server.ts";
 import {
   type MetricsEndpoint,
-  type MetricsTarget,
   startMetricsEndpoint,
+  startMetricsThread,
 } from "./lib/serve/metrics.ts";
 import { AgentMetrics } from "./lib/metrics/agent.ts";
 import { MetricsRegistry } from "./lib/metrics/registry.ts";
@@ -147,6 +147,7 @@ function stop(signal: string): void {
   stopping = signal;
   if (running === undefined) return;
   draining = true;
+  markDraining?.();
   const open = running.connections === undefined ? "" : ` ${running.connections} connection(s)`;
   log.info(`${signal}: draining${open}`);
   void running.shutdown(SHUTDOWN_GRACE_MS).then(async () => {
@@ -160,6 +161,8 @@ function stop(signal: string): void {
 let endpoint: MetricsEndpoint | undefined;
 let pool: Pool | undefined;
 let draining = false;
+/** Tells the metrics thread (single-thread agent) that the agent drains. */
+let markDraining: (() => void) | undefined;
 
 if (options.workers <= 1) {
   // Errors thrown from the agent's own callbacks are logged, not fatal.
@@ -193,14 +196,19 @@ if (options.workers <= 1) {
     fail(listenFailure(err), 1);
   }
   if (options.metrics !== undefined) {
-    const server = running;
-    await serveMetrics({
-      sources: () => [{ layout: registry.layout(), values: registry.values }],
-      workersUp: () => 1,
-      workers: 0,
-      started: () => 0,
-      draining: () => draining,
-      connections: () => server.connections,
+    // On a thread of its own: scrapes never share the SPOP thread's event loop.
+    await serveMetrics(async (hostname, port) => {
+      const thread = await startMetricsThread(
+        hostname,
+        port,
+        registry,
+        metrics.open,
+        log.child("main"),
+        // Relative to this file, for `bun build --compile` (see the pool's worker).
+        new URL("./lib/serve/metrics_worker.ts", import.meta.url),
+      );
+      markDraining = thread.draining;
+      return thread;
     });
   }
 } else {
@@ -239,22 +247,26 @@ if (options.workers <= 1) {
   }
   if (options.metrics !== undefined) {
     const started = pool!;
-    await serveMetrics({
-      sources: () => started.metricsSources(),
-      workersUp: () => started.ready,
-      workers: options.workers,
-      started: () => started.started,
-      draining: () => draining,
-      connections: () => undefined,
-    });
+    await serveMetrics((hostname, port) =>
+      startMetricsEndpoint(hostname, port, {
+        sources: () => started.metricsSources(),
+        workersUp: () => started.ready,
+        workers: options.workers,
+        started: () => started.started,
+        draining: () => draining,
+        connections: () => undefined,
+      }, log.child("main"))
+    );
   }
 }
 
 /** Starts the `--metrics` endpoint, or stops the agent when it cannot listen. */
-async function serveMetrics(target: MetricsTarget): Promise<void> {
+async function serveMetrics(
+  start: (hostname: string, port: number) => Promise<MetricsEndpoint>,
+): Promise<void> {
   const { hostname, port } = options.metrics!;
   try {
-    endpoint = await startMetricsEndpoint(hostname, port, target, log.child("main"));
+    endpoint = await start(hostname, port);
   } catch (err) {
     log.error(errorText(err));
     await running?.shutdown(0);

@@ -21,6 +21,10 @@ const LAYERS: readonly (readonly [pattern: string, layer: number])[] = [
   ["lib/spop/_*.ts", 1],
   ["lib/spop/framer.ts", 1],
   ["lib/spop.ts", 1],
+  // Metrics in shared memory and their text format (lib/metrics/): pure, like the codec
+  ["lib/metrics/registry.ts", 1],
+  ["lib/metrics/render.ts", 2],
+  ["lib/metrics/agent.ts", 2],
   // L2–L5, lib/agent/: what handlers touch (message, reply, context handles), the
   // handler API, the per-connection state machine with its NOTIFYs in flight, option checks
   ["lib/agent/message.ts", 2],
@@ -35,13 +39,16 @@ const LAYERS: readonly (readonly [pattern: string, layer: number])[] = [
   ["lib/runtime/deno.ts", 6],
   ["lib/runtime/bun.ts", 6],
   ["lib/runtime/node.ts", 6],
+  ["lib/runtime/http.ts", 6],
   ["lib/runtime/mod.ts", 7],
   // L8–L9, lib/serve/: the server, agent modules, the worker pool and its workers
   ["lib/serve/server.ts", 8],
   ["lib/serve/module.ts", 8],
   ["lib/serve/pool_protocol.ts", 8],
+  ["lib/serve/metrics.ts", 8],
   ["lib/serve/pool.ts", 9],
   ["lib/serve/worker.ts", 9],
+  ["lib/serve/metrics_worker.ts", 9],
   ["lib/serve/mod.ts", 10],
   // L11: the public API
   ["lib/mod.ts", 11],
@@ -269,7 +276,7 @@ function readSources(): Map<string, string> {
     }
   };
   walk("lib/");
-  // package.json is data (imported for the version); it imports nothing.
+  // package.json is data; it imports nothing.
   for (const path of ["main.ts", "package.json"]) {
     if (existsSync(new URL(path, ROOT))) files.set(path, readFileSync(new URL(path, ROOT), "utf8"));
   }

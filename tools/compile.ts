@@ -41,6 +41,8 @@ for (const target of targets) {
       "--include",
       "lib/serve/worker.ts",
       "--include",
+      "lib/serve/metrics_worker.ts",
+      "--include",
       "lib/iprep/agent.ts",
       "--target",
       target,

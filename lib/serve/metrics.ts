@@ -10,7 +10,7 @@
 import process from "node:process";
 import type { Logger } from "../agent/log.ts";
 import { errorText } from "../agent/log.ts";
-import { MetricsRegistry } from "../metrics/registry.ts";
+import { type MetricsLayout, MetricsRegistry } from "../metrics/registry.ts";
 import {
   type MetricsSource,
   PROMETHEUS_CONTENT_TYPE,
@@ -22,6 +22,8 @@ import { VERSION } from "../version.ts";
 
 /** What the endpoint reports on. */
 export interface MetricsTarget {
+  /** When the process started, in milliseconds since the epoch (`performance.timeOrigin` of the main thread). */
+  readonly startTime?: number;
   /** Every registry to sum: workers', and the main thread's own (added by the endpoint). */
   sources(): MetricsSource[];
   /** Workers serving now (1 for the single-thread agent while it serves). */
@@ -58,7 +60,7 @@ function runtimeName(): string {
  * The main thread's own metrics: build, process and workers, read at each
  * scrape.
  */
-function processMetrics(target: MetricsTarget) {
+function processMetrics(target: MetricsTarget, startTime: number) {
   const registry = new MetricsRegistry({ capacity: 64 });
   registry.gauge({
     name: "spoa_build_info",
@@ -81,7 +83,7 @@ function processMetrics(target: MetricsTarget) {
   registry.gauge({
     name: "process_start_time_seconds",
     help: "Start time of the process since unix epoch in seconds.",
-  }).set(Math.round(performance.timeOrigin) / 1000);
+  }).set(Math.round(startTime) / 1000);
   // Only where /proc/self can be read: Linux (under Deno, with --allow-all only).
   const fds = openFiles() === undefined
     ? undefined
@@ -131,16 +133,18 @@ function maxOpenFiles(): number | undefined {
  * @param hostname The address to bind.
  * @param port The port (0 for any free one).
  * @param target What to report on.
- * @param log Where to log the address and route errors.
+ * @param log Where to log the address and route errors; `undefined` to report them to `onError`.
+ * @param onError Hears of route errors when there is no `log`.
  * @returns The endpoint, once it listens.
  */
 export async function startMetricsEndpoint(
   hostname: string,
   port: number,
   target: MetricsTarget,
-  log: Logger,
+  log: Logger | undefined,
+  onError: (text: string) => void = () => {},
 ): Promise<MetricsEndpoint> {
-  const own = processMetrics(target);
+  const own = processMetrics(target, target.startTime ?? performance.timeOrigin);
   let server: HttpServer;
   try {
     server = await serveHttp(hostname, port, {
@@ -172,14 +176,148 @@ export async function startMetricsEndpoint(
           body: JSON.stringify(body) + "\n",
         };
       },
-    }, (err) => log.error(`metrics endpoint: ${errorText(err)}`));
+    }, (err) => {
+      if (log !== undefined) log.error(`metrics endpoint: ${errorText(err)}`);
+      else onError(errorText(err));
+    });
   } catch (err) {
     throw new Error(`Cannot listen on ${hostname}:${port} for --metrics: ${errorText(err)}`);
   }
-  const shown = server.hostname.includes(":") ? `[${server.hostname}]` : server.hostname;
-  log.info(`metrics on http://${shown}:${server.port}/metrics`, {
-    address: server.hostname,
-    port: server.port,
-  });
+  if (log !== undefined) logListening(log, server);
   return server;
+}
+
+/** The line saying where the endpoint listens. */
+function logListening(log: Logger, where: { hostname: string; port: number }): void {
+  const shown = where.hostname.includes(":") ? `[${where.hostname}]` : where.hostname;
+  log.info(`metrics on http://${shown}:${where.port}/metrics`, {
+    address: where.hostname,
+    port: where.port,
+  });
+}
+
+/** Main thread → metrics thread. */
+export type ToMetricsThread =
+  | {
+    type: "start";
+    hostname: string;
+    port: number;
+    /** The serving thread's registry: its memory and layout. */
+    buffer: SharedArrayBuffer;
+    layout: MetricsLayout;
+    /** The slot of `spoa_connections_open` in it. */
+    openSlot: number;
+    /** Index 0: 1 once the agent drains. */
+    state: SharedArrayBuffer;
+    startTime: number;
+  }
+  | { type: "layout"; layout: MetricsLayout }
+  | { type: "stop" };
+
+/** Metrics thread → main thread. */
+export type FromMetricsThread =
+  | { type: "listening"; hostname: string; port: number }
+  | { type: "failed"; message: string }
+  | { type: "error"; message: string }
+  | { type: "stopped" };
+
+/** An endpoint on a thread of its own, and how to tell it the agent drains. */
+export interface MetricsThread extends MetricsEndpoint {
+  /** `/health` answers 503 from now on. */
+  draining(): void;
+}
+
+/**
+ * Serves the endpoint of an agent that runs on this thread (`-n 0` or `-n
+ * 1`, `serve()` of an `Agent`) from a Worker of its own, which reads the
+ * registry's shared memory: scrapes never wait for or delay SPOP, and on
+ * Deno the HTTP listener does not share the SPOP thread's event loop (it
+ * cost that loop 3 % of its messages per second; bench/RESULTS.md §12).
+ *
+ * @param hostname The address to bind.
+ * @param port The port (0 for any free one).
+ * @param registry The serving thread's registry.
+ * @param openSlot The slot of `spoa_connections_open`.
+ * @param log Where to log the address and route errors.
+ * @param workerUrl The worker's module (given by `main.ts` for compiled binaries).
+ * @returns The endpoint, once it listens.
+ */
+export function startMetricsThread(
+  hostname: string,
+  port: number,
+  registry: MetricsRegistry,
+  openSlot: number,
+  log: Logger,
+  workerUrl: URL = new URL("./metrics_worker.ts", import.meta.url),
+): Promise<MetricsThread> {
+  const worker = new Worker(workerUrl.href, { type: "module" });
+  const state = new Int32Array(new SharedArrayBuffer(4));
+  const post = (message: ToMetricsThread) => worker.postMessage(message);
+  let queued = false;
+  registry.onChange = () => {
+    if (queued) return;
+    queued = true;
+    queueMicrotask(() => {
+      queued = false;
+      post({ type: "layout", layout: registry.layout() });
+    });
+  };
+  let stopped: (() => void) | undefined;
+  return new Promise((resolve, reject) => {
+    worker.onmessage = (event: MessageEvent<FromMetricsThread>) => {
+      const message = event.data;
+      switch (message.type) {
+        case "listening": {
+          logListening(log, message);
+          let closing: Promise<void> | undefined;
+          resolve({
+            hostname: message.hostname,
+            port: message.port,
+            draining: () => Atomics.store(state, 0, 1),
+            close() {
+              closing ??= new Promise<void>((done) => {
+                const timer = setTimeout(done, 2000);
+                stopped = () => {
+                  clearTimeout(timer);
+                  done();
+                };
+                post({ type: "stop" });
+              }).then(() => {
+                registry.onChange = undefined;
+                worker.terminate();
+              });
+              return closing;
+            },
+          });
+          break;
+        }
+        case "failed":
+          worker.terminate();
+          registry.onChange = undefined;
+          reject(new Error(message.message));
+          break;
+        case "error":
+          log.error(`metrics endpoint: ${message.message}`);
+          break;
+        case "stopped":
+          stopped?.();
+          break;
+      }
+    };
+    worker.onerror = (event: ErrorEvent) => {
+      event.preventDefault();
+      worker.terminate();
+      reject(new Error(`Cannot start the metrics thread: ${event.message}`));
+    };
+    post({
+      type: "start",
+      hostname,
+      port,
+      buffer: registry.buffer,
+      layout: registry.layout(),
+      openSlot,
+      state: state.buffer as SharedArrayBuffer,
+      startTime: performance.timeOrigin,
+    });
+  });
 }

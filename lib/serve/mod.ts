@@ -7,7 +7,7 @@
  */
 
 import { Agent } from "../agent/handler.ts";
-import { createLogger, Level, type LogFormat, type Logger } from "../agent/log.ts";
+import { createLogger, Level, type LogFormat } from "../agent/log.ts";
 import {
   checkAddress,
   checkKeys,
@@ -22,7 +22,7 @@ import { loadAgentModule, moduleUrl } from "./module.ts";
 import { startPool } from "./pool.ts";
 import type { Dispatch } from "./pool_protocol.ts";
 import { SERVE_KEYS, type Server, type ServerOptions, serveWith } from "./server.ts";
-import { type MetricsTarget, startMetricsEndpoint } from "./metrics.ts";
+import { type MetricsEndpoint, startMetricsEndpoint, startMetricsThread } from "./metrics.ts";
 import { AgentMetrics } from "../metrics/agent.ts";
 import { MetricsRegistry } from "../metrics/registry.ts";
 
@@ -176,6 +176,7 @@ export async function serve(
     },
     log: log.child("main"),
   });
+  let draining = false;
   return await withEndpoint(
     {
       hostname,
@@ -184,14 +185,16 @@ export async function serve(
       shutdown: (graceMs = 3000) => pool.shutdown(graceMs),
     },
     where,
-    log,
-    (draining) => ({
-      sources: () => pool.metricsSources(),
-      workersUp: () => pool.ready,
-      workers,
-      started: () => pool.started,
-      draining,
-      connections: () => undefined,
+    async (address, metricsPort) => ({
+      endpoint: await startMetricsEndpoint(address, metricsPort, {
+        sources: () => pool.metricsSources(),
+        workersUp: () => pool.ready,
+        workers,
+        started: () => pool.started,
+        draining: () => draining,
+        connections: () => undefined,
+      }, log.child("main")),
+      draining: () => draining = true,
     }),
   );
 }
@@ -207,32 +210,31 @@ async function onThisThread(
   const metrics = new AgentMetrics(registry, where !== undefined);
   const server = await serveWith(agent, { ...options, metrics });
   const log = options.log ?? createLogger();
-  return await withEndpoint(server, where, log, (draining) => ({
-    sources: () => [{ layout: registry.layout(), values: registry.values }],
-    workersUp: () => 1,
-    workers: 0,
-    started: () => 0,
-    draining,
-    connections: () => server.connections,
-  }));
+  // The endpoint gets a thread of its own (see startMetricsThread).
+  return await withEndpoint(server, where, async (hostname, port) => {
+    const thread = await startMetricsThread(hostname, port, registry, metrics.open, log);
+    return { endpoint: thread, draining: thread.draining };
+  });
 }
 
 /** Adds the metrics endpoint to a running server; it stops with the server. */
 async function withEndpoint(
   server: Server,
   where: { hostname: string; port: number } | undefined,
-  log: Logger,
-  target: (draining: () => boolean) => MetricsTarget,
+  start: (
+    hostname: string,
+    port: number,
+  ) => Promise<{ endpoint: MetricsEndpoint; draining: () => void }>,
 ): Promise<Server> {
   if (where === undefined) return server;
-  let draining = false;
-  let endpoint;
+  let started;
   try {
-    endpoint = await startMetricsEndpoint(where.hostname, where.port, target(() => draining), log);
+    started = await start(where.hostname, where.port);
   } catch (err) {
     await server.shutdown(0);
     throw err;
   }
+  const { endpoint, draining } = started;
   let stopping: Promise<void> | undefined;
   return {
     hostname: server.hostname,
@@ -242,7 +244,7 @@ async function withEndpoint(
     },
     metricsPort: endpoint.port,
     shutdown(graceMs?: number) {
-      draining = true;
+      draining();
       stopping ??= server.shutdown(graceMs).finally(() => endpoint.close());
       return stopping;
     },
