@@ -216,7 +216,10 @@ if (options.workers <= 1) {
     // One process cannot bind a Unix socket twice: the main thread accepts.
     const dispatch = options.socketPath === undefined ? options.dispatch : "streams";
     if (dispatch !== options.dispatch) {
-      log.info("a Unix socket is shared by the main thread handing connections over (streams)");
+      log.info(
+        "a Unix socket is shared by the main thread handing connections over (streams); " +
+          "-n 1 serves a Unix socket with less CPU (README, Workers and dispatch)",
+      );
     }
     running = pool = await startPool({
       workers: options.workers,

@@ -364,9 +364,10 @@ export async function startServer(cmd: [string, string[]]): Promise<Server> {
   const ready = new Promise<number>((resolve) => onReady = resolve);
   const proc = startProc(cmd, {
     onLine: (line) => {
-      const match = /listening on (\S+):(\d+)/.exec(line);
+      // A Unix socket has no port: 0.
+      const match = /listening on (?:unix:\S+|(\S+):(\d+))/.exec(line);
       if (!match) return;
-      const port = Number(match[2]);
+      const port = Number(match[2] ?? 0);
       ports.add(port);
       onReady?.(port);
       onReady = undefined;

@@ -6,7 +6,9 @@
  * - (a) HAProxy alone: the same frontend without the `filter spoe` line
  *   (`bench/e2e/alone.cfg`), answering the same small 200 response;
  * - (b) HAProxy + spoa on Deno, (c) HAProxy + spoa on Bun (`-n 1`), and with
- *   `--workers 1,2` also the `-n 2` variants.
+ *   `--workers 1,2` also the `-n 2` variants; with `--transport tcp,unix`
+ *   each of them over TCP and over a Unix socket (`-a unix:PATH`, HAProxy
+ *   `server ... unix@PATH`).
  *
  * The cells with the agent use `bench/e2e/request.cfg` and
  * `bench/e2e/spoe-request.conf`: the shipped `haproxy/haproxy-request.cfg` and
@@ -38,7 +40,7 @@
  * node_modules/deno/deno run -A bench/e2e.ts [--runtime deno,bun] [--workers 1[,2]]
  *   [-c 50,200] [--reps 3] [--seconds 10] [--warmup 2] [--wrk-threads 2]
  *   [--maxconn 100] [--timeout-processing 1s] [--shipped] [--lua] [--no-alone]
- *   [--nbthread N] [--agent-arg <arg>]... [--wait-idle <seconds>] [--retries 1]
+ *   [--transport tcp[,unix]] [--nbthread N] [--agent-arg <arg>]... [--wait-idle <seconds>] [--retries 1]
  *   [--budget 300] [--json <file>]
  * ```
  *
@@ -80,7 +82,8 @@ import {
 } from "./_bench.ts";
 import { haproxyBuilds } from "../tests/_builds.ts";
 
-const USAGE = `Usage: e2e.ts [--runtime deno,bun] [--workers 1[,2]] [-c 50,200] [--reps 3]
+const USAGE =
+  `Usage: e2e.ts [--runtime deno,bun] [--workers 1[,2]] [--transport tcp[,unix]] [-c 50,200] [--reps 3]
               [--seconds 10] [--warmup 2] [--wrk-threads 2] [--maxconn 100]
               [--timeout-processing 1s] [--shipped] [--lua] [--no-alone] [--nbthread N]
               [--agent-arg <arg>]... [--wait-idle <seconds>] [--retries 1] [--budget 300]
@@ -107,6 +110,8 @@ const IDLE_PCT = 20;
 interface Options {
   runtimes: Runtime[];
   workers: number[];
+  /** How HAProxy reaches the agent: TCP, a Unix socket, or both (one variant each). */
+  transports: ("tcp" | "unix")[];
   connections: number[];
   reps: number;
   seconds: number;
@@ -136,6 +141,7 @@ function parseOptions(argv: string[]): Options {
     options: {
       runtime: { type: "string", default: "deno,bun" },
       workers: { type: "string", default: "1" },
+      transport: { type: "string", default: "tcp" },
       connections: { type: "string", short: "c", default: "50,200" },
       reps: { type: "string", default: "3" },
       seconds: { type: "string", default: "10" },
@@ -168,6 +174,9 @@ function parseOptions(argv: string[]): Options {
   const runtimes = list(values.runtime);
   for (const r of runtimes) if (r !== "deno" && r !== "bun") usage(`unknown runtime "${r}"`);
   const workers = list(values.workers).map((w) => int("workers", w, 0));
+  const transports = list(values.transport);
+  for (const t of transports) if (t !== "tcp" && t !== "unix") usage(`unknown transport "${t}"`);
+  if (transports.length === 0) usage("--transport needs tcp, unix or both");
   const wrkThreads = int("wrk-threads", values["wrk-threads"], 1);
   const connections = list(values.connections).map((c) => int("connections", c, wrkThreads));
   if (connections.length === 0) usage("-c needs at least one value");
@@ -178,6 +187,7 @@ function parseOptions(argv: string[]): Options {
   return {
     runtimes: runtimes as Runtime[],
     workers,
+    transports: transports as ("tcp" | "unix")[],
     connections,
     reps: int("reps", values.reps, 1),
     seconds,
@@ -274,6 +284,8 @@ interface Variant {
   label: string;
   runtime?: Runtime;
   workers?: number;
+  /** How HAProxy reaches the agent (TCP by default). */
+  transport?: "tcp" | "unix";
 }
 
 interface Stack {
@@ -296,20 +308,33 @@ interface Stats {
   agentStatus?: string;
 }
 
-async function startAgent(variant: Variant, opts: Options): Promise<{ proc: Proc; port: number }> {
-  const args = ["-p", "0", "-a", "127.0.0.1", "-n", String(variant.workers), ...opts.agentArgs];
+async function startAgent(
+  variant: Variant,
+  opts: Options,
+  dir: string,
+): Promise<{ proc: Proc; address: string }> {
+  const unix = variant.transport === "unix" ? `${dir}/spoa.sock` : undefined;
+  const listen = unix === undefined ? ["-p", "0", "-a", "127.0.0.1"] : ["-a", `unix:${unix}`];
+  const args = [...listen, "-n", String(variant.workers), ...opts.agentArgs];
+  // The socket's folder is read and written (a stale file is replaced, the file removed on exit).
+  const denoFlags = unix === undefined
+    ? DENO_AGENT_FLAGS
+    : ["--allow-net", `--allow-read=lib,${dir}`, `--allow-write=${dir}`];
   const server = await startServer(
     variant.runtime === "deno"
-      ? [DENO, ["run", ...DENO_AGENT_FLAGS, "main.ts", ...args]]
+      ? [DENO, ["run", ...denoFlags, "main.ts", ...args]]
       : [BUN, ["main.ts", ...args]],
   );
-  return { proc: server, port: server.port };
+  return {
+    proc: server,
+    address: unix === undefined ? `127.0.0.1:${server.port}` : `unix@${unix}`,
+  };
 }
 
 async function startStack(variant: Variant, opts: Options): Promise<Stack> {
-  let agent: { proc: Proc; port: number } | undefined;
-  if (variant.runtime !== undefined) agent = await startAgent(variant, opts);
   const dir = Deno.makeTempDirSync({ prefix: "spoa-e2e-" });
+  let agent: { proc: Proc; address: string } | undefined;
+  if (variant.runtime !== undefined) agent = await startAgent(variant, opts, dir);
   const port = freePort();
   const statsPort = freePort();
   const extra = [
@@ -323,7 +348,7 @@ async function startStack(variant: Variant, opts: Options): Promise<Stack> {
   const config = agent === undefined ? ALONE_CFG : opts.shipped ? SHIPPED_CFG : BENCH_CFG;
   const env: Record<string, string> = {
     HAPROXY_BIND: `127.0.0.1:${port}`,
-    SPOA_ADDR: `127.0.0.1:${agent?.port ?? 9}`,
+    SPOA_ADDR: agent?.address ?? "127.0.0.1:9",
     SPOE_CONF: `${ROOT}${opts.shipped ? SHIPPED_SPOE : BENCH_SPOE}`,
     AGENT_MAXCONN: String(opts.maxconn),
     SPOE_TIMEOUT_PROCESSING: opts.timeoutProcessing,
@@ -586,15 +611,20 @@ const wrkVersion = requireTool("wrk", ["--version"], "apt-get install -y wrk");
 
 const variants: Variant[] = [];
 if (opts.alone) variants.push({ label: "(a) HAProxy alone" });
-for (const workers of opts.workers) {
-  for (const runtime of opts.runtimes) {
-    // (a) is HAProxy alone, even when it is left out: the agent variants are (b), (c), ...
-    const letter = String.fromCharCode(98 + variants.filter((v) => v.runtime).length);
-    variants.push({
-      label: `(${letter}) + spoa ${runtime === "deno" ? "Deno" : "Bun"} -n ${workers}`,
-      runtime,
-      workers,
-    });
+for (const transport of opts.transports) {
+  for (const workers of opts.workers) {
+    for (const runtime of opts.runtimes) {
+      // (a) is HAProxy alone, even when it is left out: the agent variants are (b), (c), ...
+      const letter = String.fromCharCode(98 + variants.filter((v) => v.runtime).length);
+      variants.push({
+        label: `(${letter}) + spoa ${runtime === "deno" ? "Deno" : "Bun"} -n ${workers}${
+          transport === "unix" ? ", Unix socket" : ""
+        }`,
+        runtime,
+        workers,
+        transport,
+      });
+    }
   }
 }
 
