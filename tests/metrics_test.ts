@@ -353,7 +353,7 @@ test("a worker that dies takes none of its counts with it: every scrape sees tot
       assert.ok(now >= last, `spoa_messages_total went down from ${last} to ${now}`);
       last = now;
     }
-    assert.ok(pool.started > 3, `worker 1 was restarted (${pool.started} starts)`);
+    assert.ok(pool.started > 2, `worker 1 was restarted (${pool.started} starts)`);
     assert.ok(acked > 10, `${acked} NOTIFYs answered`);
     assert.ok(last >= acked, `${last} messages counted, ${acked} answered`);
     const text = scrape();
