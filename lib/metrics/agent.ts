@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type Counter, type Gauge, type Histogram, MetricsRegistry } from "./registry.ts";
+import { type Counter, type Histogram, MetricsRegistry, slotOf } from "./registry.ts";
 
 /** Frame types by number, as labels. */
 const FRAME_TYPES: Record<number, string> = {
@@ -109,17 +109,15 @@ export class AgentMetrics {
     this.timing = timing;
     this.values = registry.values;
     const r = registry;
-    this.open = offsetOf(
-      r.gauge({ name: "spoa_connections_open", help: "SPOP connections open." }),
+    // The families of one series, by their slot.
+    const gauge = (name: string, help: string) => slotOf(r.gauge({ name, help }));
+    const counter = (name: string, help: string) => slotOf(r.counter({ name, help }));
+    this.open = gauge("spoa_connections_open", "SPOP connections open.");
+    this.accepted = counter("spoa_connections_accepted_total", "SPOP connections accepted.");
+    this.refused = counter(
+      "spoa_connections_refused_total",
+      "SPOP connections closed on arrival because --max-connections were open.",
     );
-    this.accepted = offsetOf(r.counter({
-      name: "spoa_connections_accepted_total",
-      help: "SPOP connections accepted.",
-    }));
-    this.refused = offsetOf(r.counter({
-      name: "spoa_connections_refused_total",
-      help: "SPOP connections closed on arrival because --max-connections were open.",
-    }));
     this.#hellos = r.counter({
       name: "spoa_hellos_total",
       help:
@@ -131,73 +129,66 @@ export class AgentMetrics {
       help: "Frames received, by type (fragments after the first are UNSET).",
       labelNames: ["type"],
     });
-    const other = offsetOf(framesIn.with({ type: "unknown" }));
+    const other = slotOf(framesIn.with({ type: "unknown" }));
     this.framesIn.fill(other);
     for (const type of [1, 2, 3, 0]) {
-      this.framesIn[type] = offsetOf(framesIn.with({ type: FRAME_TYPES[type]! }));
+      this.framesIn[type] = slotOf(framesIn.with({ type: FRAME_TYPES[type]! }));
     }
     this.#framesOut = r.counter({
       name: "spoa_frames_sent_total",
       help: "Frames sent, by type.",
       labelNames: ["type"],
     });
-    this.agentHellos = offsetOf(this.#framesOut.with({ type: FRAME_TYPES[101]! }));
-    this.acks = offsetOf(this.#framesOut.with({ type: FRAME_TYPES[103]! }));
+    this.agentHellos = slotOf(this.#framesOut.with({ type: FRAME_TYPES[101]! }));
+    this.acks = slotOf(this.#framesOut.with({ type: FRAME_TYPES[103]! }));
     this.#framesOut.with({ type: FRAME_TYPES[102]! });
-    this.#messages = r.counter({
-      name: "spoa_messages_total",
-      help: "Messages received in NOTIFY frames, by name.",
-      labelNames: ["message"],
-    });
-    this.#errors = r.counter({
-      name: "spoa_handler_errors_total",
-      help: "Handlers that threw or rejected, by message.",
-      labelNames: ["message"],
-    });
-    this.#timeouts = r.counter({
-      name: "spoa_handler_timeouts_total",
-      help: "Handlers still running at the deadline (their NOTIFY was acknowledged without them).",
-      labelNames: ["message"],
-    });
+    const byMessage = (name: string, help: string) =>
+      r.counter({ name, help, labelNames: ["message"] });
+    this.#messages = byMessage(
+      "spoa_messages_total",
+      "Messages received in NOTIFY frames, by name.",
+    );
+    this.#errors = byMessage(
+      "spoa_handler_errors_total",
+      "Handlers that threw or rejected, by message.",
+    );
+    this.#timeouts = byMessage(
+      "spoa_handler_timeouts_total",
+      "Handlers still running at the deadline (their NOTIFY was acknowledged without them).",
+    );
     this.#durations = r.histogram({
       name: "spoa_handler_duration_seconds",
       help: "Time from a handler's call until it returned or settled, by message.",
       labelNames: ["message"],
       buckets: HANDLER_DURATION_BUCKETS,
     });
-    const agentDisconnects = r.counter({
-      name: "spoa_agent_disconnects_total",
-      help: "AGENT-DISCONNECT frames sent, by SPOP status code.",
-      labelNames: ["status"],
-    });
-    const haproxyDisconnects = r.counter({
-      name: "spoa_haproxy_disconnects_total",
-      help: "HAPROXY-DISCONNECT frames received, by SPOP status code.",
-      labelNames: ["status"],
-    });
+    const byStatus = (name: string, help: string) =>
+      r.counter({ name, help, labelNames: ["status"] });
+    const agentDisconnects = byStatus(
+      "spoa_agent_disconnects_total",
+      "AGENT-DISCONNECT frames sent, by SPOP status code.",
+    );
+    const haproxyDisconnects = byStatus(
+      "spoa_haproxy_disconnects_total",
+      "HAPROXY-DISCONNECT frames received, by SPOP status code.",
+    );
     for (let s = 0; s <= KNOWN_STATUSES; s++) {
       const label = s < KNOWN_STATUSES ? String(s) : "other";
       // Status 0 is made up front, the others on first use.
       this.#agentDisconnects.push(
-        s === 0 ? offsetOf(agentDisconnects.with({ status: label })) : -1,
+        s === 0 ? slotOf(agentDisconnects.with({ status: label })) : -1,
       );
       this.#haproxyDisconnects.push(
-        s === 0 ? offsetOf(haproxyDisconnects.with({ status: label })) : -1,
+        s === 0 ? slotOf(haproxyDisconnects.with({ status: label })) : -1,
       );
     }
     this.#statusFamilies = [agentDisconnects, haproxyDisconnects];
-    this.inFlight = offsetOf(r.gauge({
-      name: "spoa_notifies_in_flight",
-      help: "NOTIFY frames received and not yet acknowledged.",
-    }));
-    this.bytesIn = offsetOf(r.counter({
-      name: "spoa_received_bytes_total",
-      help: "Bytes read from SPOP connections.",
-    }));
-    this.bytesOut = offsetOf(r.counter({
-      name: "spoa_sent_bytes_total",
-      help: "Bytes written to SPOP connections.",
-    }));
+    this.inFlight = gauge(
+      "spoa_notifies_in_flight",
+      "NOTIFY frames received and not yet acknowledged.",
+    );
+    this.bytesIn = counter("spoa_received_bytes_total", "Bytes read from SPOP connections.");
+    this.bytesOut = counter("spoa_sent_bytes_total", "Bytes written to SPOP connections.");
   }
 
   readonly #statusFamilies: [Counter, Counter];
@@ -235,7 +226,7 @@ export class AgentMetrics {
     let at = slots[i]!;
     if (at < 0) {
       const label = i < KNOWN_STATUSES ? String(i) : "other";
-      at = slots[i] = offsetOf(this.#statusFamilies[which].with({ status: label }));
+      at = slots[i] = slotOf(this.#statusFamilies[which].with({ status: label }));
     }
     return at;
   }
@@ -252,7 +243,7 @@ export class AgentMetrics {
     if (slots === undefined) {
       const labels = { message: name };
       slots = {
-        count: offsetOf(this.#messages.with(labels)),
+        count: slotOf(this.#messages.with(labels)),
         errors: this.#errors.with(labels),
         timeouts: this.#timeouts.with(labels),
         duration: this.#durations.with(labels) as MessageSlots["duration"],
@@ -261,9 +252,4 @@ export class AgentMetrics {
     }
     return slots;
   }
-}
-
-/** The first slot of a series (negative when it could not be made: writes there do nothing). */
-function offsetOf(series: Counter | Gauge | Histogram): number {
-  return (series as unknown as { offset: number }).offset;
 }

@@ -414,3 +414,35 @@ class SeriesHandle implements Counter, Gauge, Histogram {
 }
 
 export type { Family as _Family };
+
+/**
+ * The first slot of a series in its registry's values, for counting into it
+ * directly on a hot path (negative for a series that could not be made:
+ * stores there do nothing). Internal.
+ *
+ * @param series A series from a registry's `counter`, `gauge` or `histogram`.
+ * @returns Its first slot.
+ */
+export function slotOf(series: Counter | Gauge | Histogram): number {
+  return (series as SeriesHandle).offset;
+}
+
+/**
+ * Has `send` hear of the registry's layout each time families or series are
+ * added, once per microtask however many were added (a thread posts it to
+ * the one that renders). Internal.
+ *
+ * @param registry The registry.
+ * @param send Gets the new layout.
+ */
+export function onLayoutChange(registry: MetricsRegistry, send: (layout: MetricsLayout) => void) {
+  let queued = false;
+  registry.onChange = () => {
+    if (queued) return;
+    queued = true;
+    queueMicrotask(() => {
+      queued = false;
+      send(registry.layout());
+    });
+  };
+}

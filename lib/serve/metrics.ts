@@ -10,7 +10,12 @@
 import process from "node:process";
 import type { Logger } from "../agent/log.ts";
 import { errorText } from "../agent/log.ts";
-import { type MetricsLayout, MetricsRegistry } from "../metrics/registry.ts";
+import {
+  type MetricsLayout,
+  MetricsRegistry,
+  onLayoutChange,
+  slotOf,
+} from "../metrics/registry.ts";
 import {
   type MetricsSource,
   PROMETHEUS_CONTENT_TYPE,
@@ -68,18 +73,19 @@ function processMetrics(target: MetricsTarget, startTime: number) {
     labelNames: ["version", "runtime"],
   }).with({ version: VERSION, runtime: runtimeName() }).set(1);
   const up = registry.gauge({ name: "spoa_workers_up", help: "Worker threads serving now." });
-  const restarts = counterSlot(registry, {
+  const restarts = slotOf(registry.counter({
     name: "spoa_worker_restarts_total",
     help: "Worker threads started again after one ended unexpectedly.",
-  });
+  }));
   const rss = registry.gauge({
     name: "process_resident_memory_bytes",
     help: "Resident memory size in bytes.",
   });
-  const cpu = counterSlot(registry, {
+  // Counters whose totals are read elsewhere: stored into their slots.
+  const cpu = slotOf(registry.counter({
     name: "process_cpu_seconds_total",
     help: "Total user and system CPU time spent in seconds.",
-  });
+  }));
   registry.gauge({
     name: "process_start_time_seconds",
     help: "Start time of the process since unix epoch in seconds.",
@@ -108,11 +114,6 @@ function processMetrics(target: MetricsTarget, startTime: number) {
       if (open !== undefined) fds!.set(open);
     },
   };
-}
-
-/** A counter whose total is read from elsewhere: its slot, to store the total in. */
-function counterSlot(registry: MetricsRegistry, options: { name: string; help: string }): number {
-  return (registry.counter(options) as unknown as { offset: number }).offset;
 }
 
 /** Open descriptors, from /proc (Linux; Deno lets only --allow-all read /proc/self). */
@@ -253,15 +254,7 @@ export function startMetricsThread(
   const worker = new Worker(workerUrl.href, { type: "module" });
   const state = new Int32Array(new SharedArrayBuffer(4));
   const post = (message: ToMetricsThread) => worker.postMessage(message);
-  let queued = false;
-  registry.onChange = () => {
-    if (queued) return;
-    queued = true;
-    queueMicrotask(() => {
-      queued = false;
-      post({ type: "layout", layout: registry.layout() });
-    });
-  };
+  onLayoutChange(registry, (layout) => post({ type: "layout", layout }));
   let stopped: (() => void) | undefined;
   return new Promise((resolve, reject) => {
     worker.onmessage = (event: MessageEvent<FromMetricsThread>) => {

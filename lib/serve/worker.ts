@@ -14,7 +14,7 @@ import type { Agent } from "../agent/handler.ts";
 import { createLogger, errorText, Level } from "../agent/log.ts";
 import { loadAgentModule, logUncaught } from "./module.ts";
 import { AgentMetrics } from "../metrics/agent.ts";
-import { MetricsRegistry } from "../metrics/registry.ts";
+import { MetricsRegistry, onLayoutChange } from "../metrics/registry.ts";
 import type { FromWorker, ToWorker } from "./pool_protocol.ts";
 import {
   type Acceptor,
@@ -289,21 +289,8 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
  * time a family or series is added (coalesced: one message per task).
  */
 function reportMetrics(registry: MetricsRegistry): void {
-  let queued = false;
-  let sent = false;
-  const send = () => {
-    queued = false;
-    const layout = registry.layout();
-    if (sent) post({ type: "metrics", layout });
-    else post({ type: "metrics", buffer: registry.buffer, layout });
-    sent = true;
-  };
-  registry.onChange = () => {
-    if (queued) return;
-    queued = true;
-    queueMicrotask(send);
-  };
-  send();
+  post({ type: "metrics", buffer: registry.buffer, layout: registry.layout() });
+  onLayoutChange(registry, (layout) => post({ type: "metrics", layout }));
 }
 
 /** Listens on the shared port (`reuseport`), once the agent is loaded. */
