@@ -158,6 +158,9 @@ export function createAcceptor(agent: Agent, options: AcceptorOptions = {}): Acc
   const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const metrics = options.metrics ?? new AgentMetrics();
   const values = metrics.values;
+  // The series of each handler's message exist from the start: a registry
+  // read from another thread learns of series added later a little later.
+  for (const name of agent.messages) metrics.message(name);
   let nextId = 1;
   let refused = 0;
   // Frame timeouts are checked by one sweep a second, running only while
