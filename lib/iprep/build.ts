@@ -1,0 +1,314 @@
+/**
+ * Building a table's intervals from lists (see `table.ts` for the rules).
+ *
+ * Each list is swept once in order of first address, with a heap of the
+ * entries that may still cover the sweep point, so that the narrowest entry
+ * decides; then the lists are combined at every point where one of them
+ * changes. Everything runs on numbers in typed arrays: IPv4 addresses are
+ * numbers already, and IPv6 addresses are first replaced by their rank among
+ * every boundary of every list, so that one sweep serves both.
+ *
+ * @module
+ */
+
+import { type EntriesData, NO_SCORE } from "./entries.ts";
+
+/** The score of an address on no list. */
+export const UNLISTED = 255;
+
+/** A list as the build sees it. */
+export interface ListSource {
+  /** `block` lists take the lowest score; `allow` lists win and take the highest. */
+  readonly kind: "block" | "allow";
+  /** The score of entries without one of their own. */
+  readonly score: number;
+  /** The entries. */
+  readonly entries: EntriesData;
+}
+
+/** Intervals with ascending starts; consecutive equal scores are merged on the way in. */
+export class Intervals {
+  starts: Float64Array = new Float64Array(1024);
+  scores: Uint8Array = new Uint8Array(1024);
+  length = 0;
+
+  /** Adds an interval starting at `start` (after every one before). */
+  push(start: number, score: number): void {
+    const n = this.length;
+    if (n > 0 && this.scores[n - 1] === score) return;
+    if (n === this.scores.length) {
+      const starts = new Float64Array(n * 2);
+      starts.set(this.starts);
+      this.starts = starts;
+      const scores = new Uint8Array(n * 2);
+      scores.set(this.scores);
+      this.scores = scores;
+    }
+    this.starts[n] = start;
+    this.scores[n] = score;
+    this.length = n + 1;
+  }
+}
+
+/** One list's entries as half-open intervals `[lo, hi)` of numbers. */
+interface Spans {
+  n: number;
+  lo: Float64Array;
+  hi: Float64Array;
+  /** `last - first`, exact for IPv4, rounded for IPv6 (see `tie`). */
+  width: Float64Array;
+  scores: Uint8Array;
+  /** For IPv6: compares two exact widths whose rounded values are equal. */
+  tie?: (a: number, b: number) => number;
+}
+
+/**
+ * The IPv4 intervals of a set of lists.
+ *
+ * @param lists The lists.
+ * @returns Intervals whose starts are addresses; the first starts at 0.
+ */
+export function intervalsV4(lists: readonly ListSource[]): Intervals {
+  const each = lists.map((list) => {
+    const e = list.entries;
+    const n = e.v4Count;
+    const spans: Spans = {
+      n,
+      lo: new Float64Array(n),
+      hi: new Float64Array(n),
+      width: new Float64Array(n),
+      scores: new Uint8Array(n),
+    };
+    for (let i = 0; i < n; i++) {
+      const first = e.v4First[i]!;
+      const last = e.v4Last[i]!;
+      spans.lo[i] = first;
+      spans.hi[i] = last + 1;
+      spans.width[i] = last - first;
+      const own = e.v4Score[i]!;
+      spans.scores[i] = own === NO_SCORE ? list.score : own;
+    }
+    return sweep(spans, list.kind === "block");
+  });
+  return combine(each, lists, 2 ** 32);
+}
+
+/**
+ * The IPv6 intervals of a set of lists.
+ *
+ * @param lists The lists.
+ * @returns Intervals whose starts are indices into `points` (4 words each).
+ */
+export function intervalsV6(
+  lists: readonly ListSource[],
+): { intervals: Intervals; points: Uint32Array } {
+  // Every boundary: `::`, each entry's first address, and the address after its last.
+  let total = 1;
+  for (const list of lists) total += 2 * list.entries.v6Count;
+  const words = new Uint32Array(total * 4);
+  /** Set for "the address after the last one" (2^128), which words cannot hold. */
+  const beyond = new Uint8Array(total);
+  let m = 1;
+  for (const list of lists) {
+    const e = list.entries;
+    for (let i = 0; i < e.v6Count; i++) {
+      words.set(e.v6First.subarray(i * 4, i * 4 + 4), m * 4);
+      m++;
+      // last + 1, with the carry.
+      let carry = 1;
+      for (let k = 3; k >= 0; k--) {
+        const sum = e.v6Last[i * 4 + k]! + carry;
+        words[m * 4 + k] = sum >>> 0;
+        carry = sum > 0xffff_ffff ? 1 : 0;
+      }
+      beyond[m] = carry;
+      m++;
+    }
+  }
+  // Rank them: sort, then number the distinct ones.
+  const order = new Uint32Array(total);
+  for (let i = 0; i < total; i++) order[i] = i;
+  order.sort((a, b) => {
+    if (beyond[a] !== beyond[b]) return beyond[a]! - beyond[b]!;
+    for (let k = 0; k < 4; k++) {
+      const d = words[a * 4 + k]! - words[b * 4 + k]!;
+      if (d !== 0) return d;
+    }
+    return a - b;
+  });
+  const rank = new Float64Array(total);
+  const points = new Uint32Array(total * 4);
+  let distinct = 0;
+  let end = Infinity;
+  for (let j = 0; j < total; j++) {
+    const i = order[j]!;
+    const prev = j > 0 ? order[j - 1]! : -1;
+    const same = prev >= 0 && beyond[prev] === beyond[i] &&
+      words[prev * 4] === words[i * 4] && words[prev * 4 + 1] === words[i * 4 + 1] &&
+      words[prev * 4 + 2] === words[i * 4 + 2] && words[prev * 4 + 3] === words[i * 4 + 3];
+    if (!same) {
+      if (beyond[i] === 1) end = distinct;
+      else points.set(words.subarray(i * 4, i * 4 + 4), distinct * 4);
+      distinct++;
+    }
+    rank[i] = distinct - 1;
+  }
+  let base = 1;
+  const each = lists.map((list) => {
+    const e = list.entries;
+    const n = e.v6Count;
+    const exact = new Uint32Array(n * 4);
+    const spans: Spans = {
+      n,
+      lo: new Float64Array(n),
+      hi: new Float64Array(n),
+      width: new Float64Array(n),
+      scores: new Uint8Array(n),
+      tie: (a, b) => {
+        for (let k = 0; k < 4; k++) {
+          const d = exact[a * 4 + k]! - exact[b * 4 + k]!;
+          if (d !== 0) return d;
+        }
+        return 0;
+      },
+    };
+    for (let i = 0; i < n; i++) {
+      spans.lo[i] = rank[base + 2 * i]!;
+      spans.hi[i] = rank[base + 2 * i + 1]!;
+      // last - first, with the borrow.
+      let borrow = 0;
+      let width = 0;
+      for (let k = 3; k >= 0; k--) {
+        const d = e.v6Last[i * 4 + k]! - e.v6First[i * 4 + k]! - borrow;
+        exact[i * 4 + k] = d >>> 0;
+        borrow = d < 0 ? 1 : 0;
+      }
+      for (let k = 0; k < 4; k++) width = width * 2 ** 32 + exact[i * 4 + k]!;
+      spans.width[i] = width;
+      const own = e.v6Score[i]!;
+      spans.scores[i] = own === NO_SCORE ? list.score : own;
+    }
+    base += 2 * n;
+    return sweep(spans, list.kind === "block");
+  });
+  return { intervals: combine(each, lists, end), points };
+}
+
+/** The entries' indices in order of `lo`. */
+function orderOf(spans: Spans): Uint32Array {
+  const { n, lo } = spans;
+  const order = new Uint32Array(n);
+  if (n < 2 ** 21) {
+    // Sorting plain numbers is far faster than sorting with a comparator.
+    const keys = new Float64Array(n);
+    for (let i = 0; i < n; i++) keys[i] = lo[i]! * 2 ** 21 + i;
+    keys.sort();
+    for (let i = 0; i < n; i++) order[i] = keys[i]! % 2 ** 21;
+  } else {
+    for (let i = 0; i < n; i++) order[i] = i;
+    order.sort((a, b) => lo[a]! - lo[b]! || a - b);
+  }
+  return order;
+}
+
+/** Cuts one list's spans into intervals where the narrowest span decides. */
+function sweep(spans: Spans, preferLow: boolean): Intervals {
+  const { n, lo, hi, width, scores, tie } = spans;
+  const order = orderOf(spans);
+  const out = new Intervals();
+  // Whether span a decides over span b.
+  const before = (a: number, b: number): boolean => {
+    const wa = width[a]!;
+    const wb = width[b]!;
+    if (wa !== wb) return wa < wb;
+    if (tie !== undefined) {
+      const t = tie(a, b);
+      if (t !== 0) return t < 0;
+    }
+    return preferLow ? scores[a]! < scores[b]! : scores[a]! > scores[b]!;
+  };
+  const heap = new Uint32Array(n);
+  let size = 0;
+  let pos = 0;
+  let point = -1;
+  while (pos < n || size > 0) {
+    // Spans that ended at or before the point cover nothing more.
+    while (size > 0 && hi[heap[0]!]! <= point) {
+      const item = heap[--size]!;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        if (l >= size) break;
+        const r = l + 1;
+        const child = r < size && before(heap[r]!, heap[l]!) ? r : l;
+        if (!before(heap[child]!, item)) break;
+        heap[i] = heap[child]!;
+        i = child;
+      }
+      heap[i] = item;
+    }
+    if (size === 0) {
+      if (pos >= n) break;
+      const start = lo[order[pos]!]!;
+      if (point >= 0 && point < start) out.push(point, UNLISTED);
+      point = start;
+    }
+    while (pos < n && lo[order[pos]!]! === point) {
+      const item = order[pos++]!;
+      let i = size++;
+      while (i > 0) {
+        const parent = (i - 1) >> 1;
+        if (!before(item, heap[parent]!)) break;
+        heap[i] = heap[parent]!;
+        i = parent;
+      }
+      heap[i] = item;
+    }
+    const top = heap[0]!;
+    out.push(point, scores[top]!);
+    // The decision changes where the top span ends or the next one starts.
+    let change = hi[top]!;
+    if (pos < n && lo[order[pos]!]! < change) change = lo[order[pos]!]!;
+    point = change;
+  }
+  if (point >= 0) out.push(point, UNLISTED);
+  return out;
+}
+
+/**
+ * Combines the lists' intervals: at every point where some list changes,
+ * the allow lists' highest score, else the block lists' lowest, else
+ * unlisted. Points at or after `end` are dropped.
+ */
+function combine(each: Intervals[], lists: readonly ListSource[], end: number): Intervals {
+  let size = 1;
+  for (const intervals of each) size += intervals.length;
+  const points = new Float64Array(size);
+  let n = 1;
+  for (const intervals of each) {
+    points.set(intervals.starts.subarray(0, intervals.length), n);
+    n += intervals.length;
+  }
+  points.sort();
+  const out = new Intervals();
+  const at = new Int32Array(each.length).fill(-1);
+  for (let p = 0; p < size; p++) {
+    const point = points[p]!;
+    if (point >= end) break;
+    if (p > 0 && points[p - 1] === point) continue;
+    let allow = -1;
+    let block = 256;
+    for (let l = 0; l < each.length; l++) {
+      const { starts, scores, length } = each[l]!;
+      let i = at[l]!;
+      while (i + 1 < length && starts[i + 1]! <= point) i++;
+      at[l] = i;
+      const score = i < 0 ? UNLISTED : scores[i]!;
+      if (score === UNLISTED) continue;
+      if (lists[l]!.kind === "allow") allow = Math.max(allow, score);
+      else block = Math.min(block, score);
+    }
+    out.push(point, allow >= 0 ? allow : block <= 100 ? block : UNLISTED);
+  }
+  return out;
+}
