@@ -8,11 +8,22 @@
 import process from "node:process";
 import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { type CliOptions, ENV_VARIABLES, parseCli, USAGE, UsageError } from "./lib/cli.ts";
+import {
+  type CliOptions,
+  ENV_VARIABLES,
+  parseCli,
+  parseLookup,
+  USAGE,
+  UsageError,
+} from "./lib/cli.ts";
+import { parseServiceArgs } from "./lib/iprep/agent.ts";
+import { explain } from "./lib/iprep/explain.ts";
+import { loadDatabase } from "./lib/iprep/lists.ts";
 import { readEnvironment } from "./lib/runtime/mod.ts";
 import { type Agent, AgentModuleError, createLogger, Level } from "./lib/mod.ts";
 import { errorText } from "./lib/agent/log.ts";
-import { loadAgentModule, logUncaught, moduleUrl } from "./lib/serve/module.ts";
+import { loadAgentModule, logUncaught, moduleUrl, setupAgentModule } from "./lib/serve/module.ts";
+import { ModuleSetup, type Routes, SharedView } from "./lib/serve/setup.ts";
 import { type Pool, PoolStartError, startPool } from "./lib/serve/pool.ts";
 import { serveWith } from "./lib/serve/server.ts";
 import {
@@ -76,6 +87,33 @@ function fail(message: string, status: number): never {
   process.exit(status);
 }
 
+if (process.argv[2] === "lookup") lookup(process.argv.slice(3));
+
+/** `spoa lookup ADDRESS --block ...`: why the address gets its score, as JSON. */
+function lookup(argv: string[]): never {
+  let asked;
+  try {
+    asked = parseLookup(argv, readEnvironment(ENV_VARIABLES));
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`spoa: ${err.message}\n${USAGE}`);
+    process.exit(2);
+  }
+  const service = parseServiceArgs(asked.serviceArgs);
+  let db;
+  try {
+    db = service.lists.length === 0 ? undefined : loadDatabase(service.lists, { generation: 1 });
+  } catch (err) {
+    fail(errorText(err), 1);
+  }
+  const answer = explain(db, asked.address, service.defaultScore);
+  if (answer === undefined) {
+    fail(`Cannot look up ${JSON.stringify(asked.address)}: not an IPv4 or IPv6 address`, 2);
+  }
+  process.stdout.write(JSON.stringify(answer, null, 2) + "\n");
+  process.exit(0);
+}
+
 let options: CliOptions;
 try {
   options = parseCli(process.argv.slice(2), readEnvironment(ENV_VARIABLES));
@@ -124,9 +162,7 @@ const agentLabel = options.agent ?? "(built-in IP reputation)";
 const agentModule = builtin
   ? new URL("./lib/iprep/agent.ts", import.meta.url)
   : moduleUrl(options.agent!);
-const agentArgs = builtin
-  ? (options.seed === undefined ? [] : ["--seed", String(options.seed)])
-  : options.agentArgs;
+const agentArgs = builtin ? options.serviceArgs : options.agentArgs;
 
 /** What SIGTERM/SIGINT stops: the single-thread server or the pool. */
 let running:
@@ -148,6 +184,7 @@ function stop(signal: string): void {
   if (running === undefined) return;
   draining = true;
   markDraining?.();
+  moduleSetup.close();
   const open = running.connections === undefined ? "" : ` ${running.connections} connection(s)`;
   log.info(`${signal}: draining${open}`);
   void running.shutdown(SHUTDOWN_GRACE_MS).then(async () => {
@@ -161,6 +198,9 @@ function stop(signal: string): void {
 let endpoint: MetricsEndpoint | undefined;
 let pool: Pool | undefined;
 let draining = false;
+/** The agent module's `setup`, once run, and its routes. */
+let moduleSetup: ModuleSetup = ModuleSetup.NONE;
+let moduleRoutes: Routes = {};
 /** Tells the metrics thread (single-thread agent) that the agent drains. */
 let markDraining: (() => void) | undefined;
 
@@ -171,9 +211,12 @@ if (options.workers <= 1) {
   const metrics = new AgentMetrics(registry, options.metrics !== undefined);
   let agent: Agent;
   try {
+    await setUp(0, registry);
+    const shared = new SharedView(moduleSetup.shared);
+    moduleSetup.onPublish((value) => shared.set(value));
     agent = await loadAgentModule(
       agentModule,
-      { workerId: 0, workers: 0, args: agentArgs, log, metrics: registry },
+      { workerId: 0, workers: 0, args: agentArgs, log, metrics: registry, shared },
       agentLabel,
     );
   } catch (err) {
@@ -204,14 +247,25 @@ if (options.workers <= 1) {
         registry,
         metrics.open,
         log.child("main"),
-        // Relative to this file, for `bun build --compile` (see the pool's worker).
-        new URL("./lib/serve/metrics_worker.ts", import.meta.url),
+        {
+          // Relative to this file, for `bun build --compile` (see the pool's worker).
+          workerUrl: new URL("./lib/serve/metrics_worker.ts", import.meta.url),
+          ...(Object.keys(moduleRoutes).length === 0
+            ? {}
+            : { module: { url: agentModule.href, label: agentLabel, setup: moduleSetup } }),
+        },
       );
       markDraining = thread.draining;
       return thread;
     });
   }
 } else {
+  const registry = new MetricsRegistry({ warn: (text) => log.warn(text) });
+  try {
+    await setUp(options.workers, registry);
+  } catch (err) {
+    fail(err instanceof AgentModuleError ? err.message : errorText(err), 1);
+  }
   try {
     // One process cannot bind a Unix socket twice: the main thread accepts.
     const dispatch = options.socketPath === undefined ? options.dispatch : "streams";
@@ -243,7 +297,10 @@ if (options.workers <= 1) {
       // Relative to this file, so that `bun build --compile` (which flattens
       // modules into one bundle) finds the worker entry point too.
       workerUrl: new URL("./lib/serve/worker.ts", import.meta.url),
+      shared: moduleSetup.shared,
     });
+    const started = pool;
+    moduleSetup.onPublish((value) => started.publish(value));
   } catch (err) {
     if (err instanceof PoolStartError && err.stage === "load") fail(err.message, 1);
     fail(listenFailure(err), 1);
@@ -252,15 +309,37 @@ if (options.workers <= 1) {
     const started = pool!;
     await serveMetrics((hostname, port) =>
       startMetricsEndpoint(hostname, port, {
-        sources: () => started.metricsSources(),
+        // The main thread's own: what the agent module's setup counts.
+        sources: () => [
+          ...started.metricsSources(),
+          { layout: registry.layout(), values: registry.values },
+        ],
         workersUp: () => started.ready,
         workers: options.workers,
         started: () => started.started,
         draining: () => draining,
         connections: () => undefined,
+        routes: moduleRoutes,
+        shared: () => moduleSetup.shared,
       }, log.child("main"))
     );
   }
+}
+
+/**
+ * Runs the agent module's `setup` export on this thread, once, and keeps
+ * its routes; SIGHUP asks it to reload.
+ */
+async function setUp(workers: number, registry: MetricsRegistry): Promise<void> {
+  ({ setup: moduleSetup, routes: moduleRoutes } = await setupAgentModule(
+    agentModule,
+    { args: agentArgs, workers, log, metrics: registry },
+    agentLabel,
+  ));
+  process.on("SIGHUP", () => {
+    log.info("SIGHUP: reloading");
+    moduleSetup.reload();
+  });
 }
 
 /** Starts the `--metrics` endpoint, or stops the agent when it cannot listen. */

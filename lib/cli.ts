@@ -9,15 +9,20 @@
 
 import { parseArgs } from "node:util";
 import { MAX_FRAME_SIZE_LIMIT, MIN_MAX_FRAME_SIZE } from "./spop/_constants.ts";
+import { parseServiceArgs } from "./iprep/agent.ts";
 
 /** The usage text of `spoa -h`. */
 export const USAGE =
   `Usage: spoa [-h] [-d] [-p port] [-n workers] [-m max-frame-size] [-c capability]...
             [-t delay] [-f frames] [-a address] [--seed N] [--version]
+            [--block FILE[=SCORE]]... [--allow FILE[=SCORE]]... [--default-score N|random]
             [--agent MODULE [-- module arguments...]]
+       spoa lookup ADDRESS [--block FILE[=SCORE]]... [--allow FILE[=SCORE]]...
+            [--default-score N|random]
 
 HAProxy SPOE agent (SPOP 2.0). Without --agent: the IP-reputation service, answering
-check-client-ip with a random sess.<prefix>.ip_score.
+check-client-ip with sess.<prefix>.ip_score (0..100): from block and allow lists when
+given, random otherwise. "spoa lookup" prints why an address gets its score, as JSON.
 
 Options:
   -h, --help                 Show this help and exit.
@@ -45,15 +50,27 @@ Options:
                              Default: text.
       --seed <n>             Make scores a fixed function of n and the client address
                              (the built-in service's; an agent module takes arguments after --).
-      --metrics <addr:port>  Serve Prometheus metrics (GET /metrics) and health (GET /health)
-                             over HTTP here, e.g. 127.0.0.1:9100. Default: off.
+      --block <file[=n]>     Give the addresses of this list (addresses, CIDRs or ranges, one
+                             a line) the score n; repeatable. Default score: 0.
+      --allow <file[=n]>     The same for an allow list, which wins over block lists.
+                             Default score: 100.
+      --default-score <n>    Score of addresses on no list: 0..100 or random. Default: random
+                             without lists, 50 with lists.
+      --reload-interval <s>  Reload the lists when a file changed, checked every s seconds
+                             (0: on SIGHUP only). Default: 10.
+      --max-shrink <pct>     Refuse a reload that would drop more than pct % of a list's
+                             entries (the last good lists stay). Default: 50.
+      --metrics <addr:port>  Serve Prometheus metrics (GET /metrics), health (GET /health) and
+                             list lookups (GET /lookup?ip=ADDR) over HTTP here, e.g.
+                             127.0.0.1:9100. Default: off.
       --agent <module>       Run this agent module (a path or URL) instead: its default export
                              is an Agent, an object of handlers, or a function returning one.
       --version              Print the version and exit.
 
 Every flag but -h and --version can also be set in the environment: SPOA_ and the long
 name in capitals, "-" as "_" (SPOA_PORT, SPOA_WORKERS, SPOA_MAX_FRAME_SIZE, SPOA_DEBUG=true,
-SPOA_CAPABILITY=async,fragmentation). A flag on the command line wins.
+SPOA_CAPABILITY=async,fragmentation, SPOA_BLOCK=drop.txt,tor.txt=20). A flag on the
+command line wins.
 `;
 
 /** The parsed command line. */
@@ -96,6 +113,8 @@ export interface CliOptions {
   handlerTimeout: number;
   /** `--seed`, if given. */
   seed: number | undefined;
+  /** The built-in service's arguments: `--seed`, the lists and their options, as given. */
+  serviceArgs: string[];
   /** `--log-format`. */
   logFormat: "text" | "json";
   /** `--metrics`: where to serve `/metrics` and `/health`, if given. */
@@ -132,6 +151,11 @@ const OPTIONS = {
   "max-connections": { type: "string" },
   "handler-timeout": { type: "string" },
   seed: { type: "string" },
+  block: { type: "string", multiple: true },
+  allow: { type: "string", multiple: true },
+  "default-score": { type: "string" },
+  "reload-interval": { type: "string" },
+  "max-shrink": { type: "string" },
   agent: { type: "string" },
   "log-format": { type: "string" },
   metrics: { type: "string" },
@@ -210,7 +234,7 @@ export function parseCli(argv: string[], env: Readonly<Record<string, string>> =
         throw new UsageError(`Invalid value for ${variable}: "${text}" (expected true or false)`);
       }
       given[long] = TRUE.includes(word);
-    } else given[long] = "multiple" in spec ? [text] : text;
+    } else given[long] = "multiple" in spec ? text.split(",").map((item) => item.trim()) : text;
   }
   /** How a flag was given, for errors: `-p` or `SPOA_PORT`. */
   const named = (long: string, flag: string) => source[long] ?? flag;
@@ -290,11 +314,20 @@ export function parseCli(argv: string[], env: Readonly<Record<string, string>> =
       `Invalid value for ${named("agent", "--agent")}: "${agent}" (expected a path or URL)`,
     );
   }
-  if (agent !== undefined && values.seed !== undefined) {
+  const serviceArgs = SERVICE_FLAGS.flatMap((long) => {
+    const value = given[long] as string | string[] | undefined;
+    if (value === undefined) return [];
+    return (Array.isArray(value) ? value : [value]).flatMap((item) => [`--${long}`, item]);
+  });
+  const serviceFlag = SERVICE_FLAGS.find((long) => given[long] !== undefined);
+  if (agent !== undefined && serviceFlag !== undefined) {
     throw new UsageError(
-      "Cannot use --seed with --agent: --seed is the built-in service's (pass module arguments after --)",
+      `Cannot use ${
+        named(serviceFlag, `--${serviceFlag}`)
+      } with --agent: it is the built-in service's (pass module arguments after --)`,
     );
   }
+  checkServiceArgs(serviceArgs);
   if (agent === undefined && split >= 0) {
     throw new UsageError("Unexpected arguments after --: they are for an agent module (--agent)");
   }
@@ -340,11 +373,89 @@ export function parseCli(argv: string[], env: Readonly<Record<string, string>> =
     seed: values.seed === undefined
       ? undefined
       : integer(named("seed", "--seed"), values.seed, 0, 0, 0xffff_ffff),
+    serviceArgs,
     logFormat,
     metrics,
     agent,
     agentArgs,
   };
+}
+
+/** The built-in service's flags, passed on as its module arguments. */
+const SERVICE_FLAGS = [
+  "seed",
+  "block",
+  "allow",
+  "default-score",
+  "reload-interval",
+  "max-shrink",
+] as const;
+
+/** Checks the built-in service's arguments as its module will read them. */
+function checkServiceArgs(args: string[]): void {
+  try {
+    parseServiceArgs(args);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/** What `spoa lookup` was asked. */
+export interface LookupOptions {
+  /** The address to explain. */
+  address: string;
+  /** The lists and default score, as the built-in service's arguments. */
+  serviceArgs: string[];
+}
+
+/**
+ * Parses `spoa lookup ADDRESS [--block ...] [--allow ...] [--default-score ...]`
+ * (the arguments after `lookup`); the lists may also come from `SPOA_BLOCK`,
+ * `SPOA_ALLOW` and `SPOA_DEFAULT_SCORE`.
+ *
+ * @param argv The arguments after `lookup`.
+ * @param env The environment.
+ * @returns The address and the lists.
+ * @throws {UsageError} For a missing address or a bad flag.
+ */
+export function parseLookup(
+  argv: string[],
+  env: Readonly<Record<string, string>> = {},
+): LookupOptions {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: true,
+      options: {
+        block: OPTIONS.block,
+        allow: OPTIONS.allow,
+        "default-score": OPTIONS["default-score"],
+      },
+    });
+  } catch (err) {
+    throw new UsageError(describeParseError(err));
+  }
+  const { values, positionals } = parsed;
+  if (positionals.length !== 1) {
+    throw new UsageError(
+      "spoa lookup needs one address, e.g. spoa lookup 192.0.2.1 --block drop.txt",
+    );
+  }
+  const serviceArgs: string[] = [];
+  for (const long of ["block", "allow", "default-score"] as const) {
+    const value = values[long] ??
+      (env[envName(long)] === undefined
+        ? undefined
+        : long === "default-score"
+        ? env[envName(long)]
+        : env[envName(long)]!.split(",").map((item) => item.trim()));
+    if (value === undefined) continue;
+    for (const item of Array.isArray(value) ? value : [value]) serviceArgs.push(`--${long}`, item);
+  }
+  checkServiceArgs(serviceArgs);
+  return { address: positionals[0]!, serviceArgs };
 }
 
 /** `ADDR:PORT`, `[IPv6]:PORT` or `:PORT` (all IPv4 interfaces). */

@@ -40,6 +40,7 @@ export { Context } from "./agent/context.ts";
 export { serve } from "./serve/mod.ts";
 export { AgentModuleError } from "./serve/module.ts";
 export type { AgentContext, AgentExport, Handlers } from "./serve/module.ts";
+export type { Route, Routes, SetupContext } from "./serve/setup.ts";
 export type { ServeOptions } from "./serve/mod.ts";
 export type { Server, ServerOptions } from "./serve/server.ts";
 export type { Dispatch } from "./serve/pool_protocol.ts";

@@ -80,9 +80,21 @@ export function mainCommand(args: string[]): [string, string[]] {
     // A Unix socket (-a unix:PATH) is read and written in its folder.
     const socket = args.find((a) => a.startsWith("unix:"))?.slice("unix:".length);
     const folder = socket === undefined ? undefined : path.dirname(socket);
+    // The IP-reputation lists (FILE or FILE=SCORE, repeatable) are read where they are.
+    const lists = args.flatMap((a, i) =>
+      (args[i - 1] === "--block" || args[i - 1] === "--allow")
+        ? [path.dirname(path.resolve(ROOT, a.replace(/=\d+$/, "")))]
+        : []
+    );
     // The agent module and TLS files are read where they are.
-    const reads = [LIB, folderOf("--agent"), folderOf("--tls-cert"), folderOf("--tls-key"), folder]
-      .filter((f) => f !== undefined).join(",");
+    const reads = [
+      LIB,
+      folderOf("--agent"),
+      folderOf("--tls-cert"),
+      folderOf("--tls-key"),
+      folder,
+      ...lists,
+    ].filter((f) => f !== undefined).join(",");
     return [process.execPath, [
       "run",
       "--allow-net",

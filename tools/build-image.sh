@@ -77,7 +77,7 @@ if [ -z "$binary" ]; then
   if [ ! -e "$binary" ] || [ -n "$stale" ]; then
     [ -x "$bun" ] || die "$bun is missing: run npm ci first, or pass a BINARY"
     echo "build-image: compiling $binary${stale:+ ($stale changed)}"
-    "$bun" build --compile main.ts lib/serve/worker.ts lib/serve/metrics_worker.ts lib/iprep/agent.ts --outfile "$binary" >&2
+    "$bun" build --compile main.ts lib/serve/worker.ts lib/serve/metrics_worker.ts lib/iprep/agent.ts lib/iprep/load_worker.ts --outfile "$binary" >&2
   fi
 fi
 if [ ! -f "$binary" ] || [ ! -x "$binary" ]; then

@@ -44,6 +44,8 @@ for (const target of targets) {
       "lib/serve/metrics_worker.ts",
       "--include",
       "lib/iprep/agent.ts",
+      "--include",
+      "lib/iprep/load_worker.ts",
       "--target",
       target,
       "--output",

@@ -156,6 +156,8 @@ const BINARY_SUITES = [
   "tests/agent_module_test.ts",
   "tests/unix_test.ts",
   "tests/tls_test.ts",
+  "tests/iprep_cli_test.ts",
+  "tests/iprep_interop_test.ts",
 ];
 
 async function binarySuite(name: string, task: string, binary: string): Promise<void> {

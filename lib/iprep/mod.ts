@@ -6,10 +6,18 @@
  * messages, and this one with other arguments, are acknowledged without a
  * score.
  *
+ * Scores come from block and allow lists when it has them (see `lists.ts`
+ * and `table.ts`), and are random (or a fixed function of a seed) for
+ * addresses on no list.
+ *
  * @module
  */
 
 import { Agent, DataType, type Histogram } from "../mod.ts";
+import type { DefaultScore } from "./explain.ts";
+import { type IpTable, UNLISTED } from "./table.ts";
+
+export type { DefaultScore };
 
 /** The message this service answers. */
 export const MESSAGE = "check-client-ip";
@@ -24,6 +32,16 @@ export interface IpReputationOptions {
   seed?: number;
   /** Source of randomness in [0, 1) when there is no seed; `Math.random` by default. */
   random?: () => number;
+  /**
+   * The lists' table in use (read at each message, so that a reload takes
+   * effect at the next one); none by default.
+   */
+  table?: () => IpTable | undefined;
+  /**
+   * The score of addresses on no list: a number 0..100, or `"random"` (random,
+   * or a function of `seed`). `"random"` by default.
+   */
+  defaultScore?: DefaultScore;
 }
 
 /**
@@ -66,14 +84,18 @@ export function seededScore(
  * @returns An agent handling `check-client-ip`.
  */
 export function ipReputation(options: IpReputationOptions = {}): Agent {
-  const { seed, scores } = options;
+  const { seed, scores, table } = options;
   const random = options.random ?? Math.random;
+  const fixed = options.defaultScore === undefined || options.defaultScore === "random"
+    ? -1
+    : options.defaultScore;
   // The address is copied here, not into a new array per message.
   const address = new Uint8Array(16);
   return new Agent().on(MESSAGE, (message, reply) => {
     if (message.size !== 1) return;
     let score: number;
-    if (seed === undefined) {
+    const lists = table?.();
+    if (seed === undefined && lists === undefined && fixed < 0) {
       // A random score needs the address's type only, not its bytes.
       const type = message.arg(0)!.type;
       if (type !== DataType.IPV4 && type !== DataType.IPV6) return;
@@ -81,7 +103,14 @@ export function ipReputation(options: IpReputationOptions = {}): Agent {
     } else {
       const length = message.ipBytes(0, address);
       if (length === 0) return;
-      score = seededScore(seed, address, 0, length);
+      score = lists === undefined ? UNLISTED : lists.bytes(address, length);
+      if (score === UNLISTED) {
+        score = fixed >= 0
+          ? fixed
+          : seed === undefined
+          ? Math.floor(random() * 101)
+          : seededScore(seed, address, 0, length);
+      }
     }
     reply.setVar("sess", VARIABLE, score, DataType.UINT32);
     scores?.observe(score);

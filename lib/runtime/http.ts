@@ -20,8 +20,8 @@ export interface HttpAnswer {
   body: string;
 }
 
-/** Answers a GET (or HEAD) of a path; `undefined` for a path that does not exist. */
-export type HttpRoute = (query: URLSearchParams) => HttpAnswer | Promise<HttpAnswer>;
+/** Answers a GET (or HEAD) of a path, given the request's URL (with its query). */
+export type HttpRoute = (url: URL) => HttpAnswer | Promise<HttpAnswer>;
 
 /** A listening HTTP server. */
 export interface HttpServer {
@@ -110,7 +110,7 @@ async function answer(
   const head = req.method === "HEAD";
   let url: URL;
   try {
-    url = new URL(req.url ?? "/", "http://localhost");
+    url = new URL(req.url ?? "/", `http://${req.headers.host ?? "localhost"}`);
   } catch {
     return send(res, head, { status: 400, body: "bad request target\n" });
   }
@@ -122,7 +122,7 @@ async function answer(
     res.setHeader("Allow", "GET, HEAD");
     return send(res, false, { status: 405, body: `method ${req.method} not allowed\n` });
   }
-  send(res, head, await route(url.searchParams));
+  send(res, head, await route(url));
 }
 
 function send(res: http.ServerResponse, head: boolean, a: HttpAnswer): void {

@@ -21,7 +21,8 @@ import {
   PROMETHEUS_CONTENT_TYPE,
   renderPrometheus,
 } from "../metrics/render.ts";
-import { type HttpServer, serveHttp } from "../runtime/http.ts";
+import { type HttpRoute, type HttpServer, serveHttp } from "../runtime/http.ts";
+import type { ModuleSetup, Routes } from "./setup.ts";
 import { readProcSelf } from "../runtime/mod.ts";
 import { VERSION } from "../version.ts";
 
@@ -41,6 +42,10 @@ export interface MetricsTarget {
   draining(): boolean;
   /** Connections open now, if known on this thread. */
   connections(): number | undefined;
+  /** The agent module's own routes, served beside `/metrics` and `/health`. */
+  readonly routes?: Routes;
+  /** The latest value the module's setup shared, given to its routes. */
+  shared?(): unknown;
 }
 
 /** The running endpoint. */
@@ -149,6 +154,7 @@ export async function startMetricsEndpoint(
   let server: HttpServer;
   try {
     server = await serveHttp(hostname, port, {
+      ...moduleRoutes(target),
       "/metrics": () => {
         own.update();
         return {
@@ -188,6 +194,25 @@ export async function startMetricsEndpoint(
   return server;
 }
 
+/** The agent module's routes, as the HTTP server calls them. */
+function moduleRoutes(target: MetricsTarget): Record<string, HttpRoute> {
+  const routes: Record<string, HttpRoute> = {};
+  for (const [path, route] of Object.entries(target.routes ?? {})) {
+    routes[path] = async (url) => {
+      const response = await route(new Request(url), target.shared?.());
+      if (!(response instanceof Response)) {
+        throw new TypeError(`the agent module's route ${path} did not return a Response`);
+      }
+      return {
+        status: response.status,
+        type: response.headers.get("content-type") ?? "text/plain; charset=utf-8",
+        body: await response.text(),
+      };
+    };
+  }
+  return routes;
+}
+
 /** The line saying where the endpoint listens. */
 function logListening(log: Logger, where: { hostname: string; port: number }): void {
   const shown = where.hostname.includes(":") ? `[${where.hostname}]` : where.hostname;
@@ -211,8 +236,12 @@ export type ToMetricsThread =
     /** Index 0: 1 once the agent drains. */
     state: SharedArrayBuffer;
     startTime: number;
+    /** The agent module whose routes to serve, with its latest shared value. */
+    module?: { url: string; label: string; shared: unknown };
   }
   | { type: "layout"; layout: MetricsLayout }
+  /** The module's setup published a new value. */
+  | { type: "shared"; value: unknown }
   | { type: "stop" };
 
 /** Metrics thread → main thread. */
@@ -221,6 +250,14 @@ export type FromMetricsThread =
   | { type: "failed"; message: string }
   | { type: "error"; message: string }
   | { type: "stopped" };
+
+/** Options of {@linkcode startMetricsThread}. */
+export interface MetricsThreadOptions {
+  /** The metrics thread's module; `./metrics_worker.ts` by default. */
+  workerUrl?: URL;
+  /** An agent module with routes: its URL, its name for errors, and its running setup. */
+  module?: { url: string; label: string; setup: ModuleSetup };
+}
 
 /** An endpoint on a thread of its own, and how to tell it the agent drains. */
 export interface MetricsThread extends MetricsEndpoint {
@@ -240,7 +277,8 @@ export interface MetricsThread extends MetricsEndpoint {
  * @param registry The serving thread's registry.
  * @param openSlot The slot of `spoa_connections_open`.
  * @param log Where to log the address and route errors.
- * @param workerUrl The worker's module (given by `main.ts` for compiled binaries).
+ * @param options The worker's module (`main.ts` gives it, for compiled
+ * binaries), and the agent module whose routes to serve with its setup.
  * @returns The endpoint, once it listens.
  */
 export function startMetricsThread(
@@ -249,8 +287,10 @@ export function startMetricsThread(
   registry: MetricsRegistry,
   openSlot: number,
   log: Logger,
-  workerUrl: URL = new URL("./metrics_worker.ts", import.meta.url),
+  options: MetricsThreadOptions = {},
 ): Promise<MetricsThread> {
+  const workerUrl = options.workerUrl ?? new URL("./metrics_worker.ts", import.meta.url);
+  const module = options.module;
   const worker = new Worker(workerUrl.href, { type: "module" });
   const state = new Int32Array(new SharedArrayBuffer(4));
   const post = (message: ToMetricsThread) => worker.postMessage(message);
@@ -311,6 +351,10 @@ export function startMetricsThread(
       openSlot,
       state: state.buffer as SharedArrayBuffer,
       startTime: performance.timeOrigin,
+      ...(module === undefined
+        ? {}
+        : { module: { url: module.url, label: module.label, shared: module.setup.shared } }),
     });
+    module?.setup.onPublish((value) => post({ type: "shared", value }));
   });
 }

@@ -8,6 +8,7 @@
 
 import { errorText } from "../agent/log.ts";
 import type { MetricsSource } from "../metrics/render.ts";
+import { agentModuleRoutes } from "./module.ts";
 import {
   type FromMetricsThread,
   type MetricsEndpoint,
@@ -22,6 +23,8 @@ interface Scope {
 
 const scope = globalThis as unknown as Scope;
 let source: MetricsSource | undefined;
+/** The agent module's latest shared value, for its routes. */
+let shared: unknown;
 let endpoint: Promise<MetricsEndpoint | undefined> | undefined;
 
 scope.onmessage = (event) => {
@@ -32,29 +35,40 @@ scope.onmessage = (event) => {
       const state = new Int32Array(message.state);
       const own = { layout: message.layout, values };
       source = own;
-      endpoint = startMetricsEndpoint(
-        message.hostname,
-        message.port,
-        {
-          sources: () => [own],
-          workersUp: () => 1,
-          workers: 0,
-          started: () => 0,
-          draining: () => Atomics.load(state, 0) === 1,
-          connections: () => values[message.openSlot],
-          startTime: message.startTime,
-        },
-        undefined,
-        (text) => scope.postMessage({ type: "error", message: text }),
-      ).then((server) => {
-        scope.postMessage({ type: "listening", hostname: server.hostname, port: server.port });
-        return server;
-      }, (err) => {
-        scope.postMessage({ type: "failed", message: errorText(err) });
-        return undefined;
-      });
+      const module = message.module;
+      shared = module?.shared;
+      endpoint =
+        (module === undefined ? Promise.resolve({}) : agentModuleRoutes(module.url, module.label))
+          .then((routes) =>
+            startMetricsEndpoint(
+              message.hostname,
+              message.port,
+              {
+                sources: () => [own],
+                workersUp: () => 1,
+                workers: 0,
+                started: () => 0,
+                draining: () => Atomics.load(state, 0) === 1,
+                connections: () => values[message.openSlot],
+                startTime: message.startTime,
+                routes,
+                shared: () => shared,
+              },
+              undefined,
+              (text) => scope.postMessage({ type: "error", message: text }),
+            )
+          ).then((server) => {
+            scope.postMessage({ type: "listening", hostname: server.hostname, port: server.port });
+            return server;
+          }, (err) => {
+            scope.postMessage({ type: "failed", message: errorText(err) });
+            return undefined;
+          });
       break;
     }
+    case "shared":
+      shared = message.value;
+      break;
     case "layout":
       if (source !== undefined) source.layout = message.layout;
       break;

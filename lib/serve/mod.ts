@@ -18,11 +18,17 @@ import {
   sessionConfig,
 } from "../agent/options.ts";
 import type { SessionOptions } from "../agent/session.ts";
-import { loadAgentModule, moduleUrl } from "./module.ts";
+import { loadAgentModule, moduleUrl, setupAgentModule } from "./module.ts";
+import { type ModuleSetup, SharedView } from "./setup.ts";
 import { startPool } from "./pool.ts";
 import type { Dispatch } from "./pool_protocol.ts";
 import { SERVE_KEYS, type Server, type ServerOptions, serveWith } from "./server.ts";
-import { type MetricsEndpoint, startMetricsEndpoint, startMetricsThread } from "./metrics.ts";
+import {
+  type MetricsEndpoint,
+  type MetricsThreadOptions,
+  startMetricsEndpoint,
+  startMetricsThread,
+} from "./metrics.ts";
 import { AgentMetrics } from "../metrics/agent.ts";
 import { MetricsRegistry } from "../metrics/registry.ts";
 
@@ -126,14 +132,29 @@ export async function serve(
   const url = moduleUrl(agent);
   const log = rest.log ??
     createLogger({ level: debug ? Level.DEBUG : Level.INFO, format: logFormat });
+  const registry = new MetricsRegistry({ warn: (text) => log.warn(text) });
+  const label = String(agent);
+  const { setup, routes } = await setupAgentModule(
+    url,
+    { args, workers: workers <= 1 ? 0 : workers, log, metrics: registry },
+    label,
+  );
   if (workers <= 1) {
-    const registry = new MetricsRegistry({ warn: (text) => log.warn(text) });
-    const loaded = await loadAgentModule(
-      url,
-      { workerId: 0, workers: 0, args, log, metrics: registry },
-      String(agent),
-    );
-    return await onThisThread(loaded, { ...rest, log }, where, registry);
+    const shared = new SharedView(setup.shared);
+    setup.onPublish((value) => shared.set(value));
+    let loaded: Agent;
+    try {
+      loaded = await loadAgentModule(
+        url,
+        { workerId: 0, workers: 0, args, log, metrics: registry, shared },
+        label,
+      );
+    } catch (err) {
+      setup.close();
+      throw err;
+    }
+    const module = Object.keys(routes).length === 0 ? undefined : { url: url.href, label, setup };
+    return withSetup(await onThisThread(loaded, { ...rest, log }, where, registry, module), setup);
   }
   // The options are checked here, once, as they would be on this thread.
   const {
@@ -152,6 +173,7 @@ export async function serve(
   else checkSocket(path, socketMode);
   if (tls !== undefined) checkTls(tls, path);
   const pool = await startPool({
+    shared: setup.shared,
     workers,
     // One process cannot bind a Unix socket twice: the main thread accepts.
     dispatch: path === undefined ? dispatch : "streams",
@@ -175,28 +197,60 @@ export async function serve(
       ...(where === undefined ? {} : { metrics: true }),
     },
     log: log.child("main"),
+  }).catch((err) => {
+    setup.close();
+    throw err;
   });
+  setup.onPublish((value) => pool.publish(value));
   let draining = false;
-  return await withEndpoint(
-    {
-      hostname,
-      port: pool.port,
-      connections: undefined,
-      shutdown: (graceMs = 3000) => pool.shutdown(graceMs),
-    },
-    where,
-    async (address, metricsPort) => ({
-      endpoint: await startMetricsEndpoint(address, metricsPort, {
-        sources: () => pool.metricsSources(),
-        workersUp: () => pool.ready,
-        workers,
-        started: () => pool.started,
-        draining: () => draining,
-        connections: () => undefined,
-      }, log.child("main")),
-      draining: () => draining = true,
-    }),
+  return withSetup(
+    await withEndpoint(
+      {
+        hostname,
+        port: pool.port,
+        connections: undefined,
+        shutdown: (graceMs = 3000) => pool.shutdown(graceMs),
+      },
+      where,
+      async (address, metricsPort) => ({
+        endpoint: await startMetricsEndpoint(address, metricsPort, {
+          // The main thread's own: what the module's setup counts.
+          sources: () => [
+            ...pool.metricsSources(),
+            { layout: registry.layout(), values: registry.values },
+          ],
+          workersUp: () => pool.ready,
+          workers,
+          started: () => pool.started,
+          draining: () => draining,
+          connections: () => undefined,
+          routes,
+          shared: () => setup.shared,
+        }, log.child("main")),
+        draining: () => draining = true,
+      }),
+    ),
+    setup,
   );
+}
+
+/** Adds the module setup's `reload()` to a server, and stops the setup with it. */
+function withSetup(server: Server, setup: ModuleSetup): Server {
+  let stopping: Promise<void> | undefined;
+  return {
+    hostname: server.hostname,
+    port: server.port,
+    get connections() {
+      return server.connections;
+    },
+    ...(server.metricsPort === undefined ? {} : { metricsPort: server.metricsPort }),
+    reload: () => setup.reload(),
+    shutdown(graceMs?: number) {
+      setup.close();
+      stopping ??= server.shutdown(graceMs);
+      return stopping;
+    },
+  };
 }
 
 /** Runs an agent on this thread, with the metrics endpoint if asked for. */
@@ -205,6 +259,7 @@ async function onThisThread(
   options: ServerOptions,
   where: { hostname: string; port: number } | undefined,
   registry = new MetricsRegistry(),
+  module?: MetricsThreadOptions["module"],
 ): Promise<Server> {
   checkKeys("serve()", options, SERVE_KEYS);
   const metrics = new AgentMetrics(registry, where !== undefined);
@@ -212,7 +267,14 @@ async function onThisThread(
   const log = options.log ?? createLogger();
   // The endpoint gets a thread of its own (see startMetricsThread).
   return await withEndpoint(server, where, async (hostname, port) => {
-    const thread = await startMetricsThread(hostname, port, registry, metrics.open, log);
+    const thread = await startMetricsThread(
+      hostname,
+      port,
+      registry,
+      metrics.open,
+      log,
+      module === undefined ? {} : { module },
+    );
     return { endpoint: thread, draining: thread.draining };
   });
 }

@@ -21,6 +21,7 @@ import { Agent, AGENT_BRAND, type Handler } from "../agent/handler.ts";
 import { errorDetail, errorText, type Logger } from "../agent/log.ts";
 import { DataType } from "../spop.ts";
 import { type Metrics, MetricsRegistry } from "../metrics/registry.ts";
+import { ModuleSetup, type Routes, type SetupContext, SharedView } from "./setup.ts";
 
 /** What the default-export function of an agent module is called with. */
 export interface AgentContext {
@@ -42,6 +43,19 @@ export interface AgentContext {
    * the series: counting is then a store into shared memory.
    */
   readonly metrics: Metrics;
+  /**
+   * The value the module's `setup` export shared (see `setup.ts`), the latest
+   * one published; `undefined` when the module has no `setup`. Keep `context`
+   * and read this, or follow changes with {@linkcode AgentContext.onShared}.
+   */
+  readonly shared: unknown;
+  /**
+   * Calls `listener` with each value the module's `setup` publishes from now
+   * on (after a reload), on this worker's thread.
+   *
+   * @param listener Gets the new value.
+   */
+  onShared(listener: (value: unknown) => void): void;
 }
 
 /** An object mapping message names to their handlers. */
@@ -93,6 +107,8 @@ export interface AgentPlace {
   log: Logger;
   /** The thread's metrics registry (a private one by default). */
   metrics?: Metrics;
+  /** What the module's `setup` shares, as this thread sees it. */
+  shared?: SharedView;
 }
 
 /**
@@ -110,6 +126,7 @@ export async function loadAgentModule(
   place: AgentPlace,
   label: string = String(module),
 ): Promise<Agent> {
+  const shared = place.shared ?? new SharedView(undefined);
   const context: AgentContext = {
     workerId: place.workerId,
     workers: place.workers,
@@ -118,13 +135,12 @@ export async function loadAgentModule(
     Agent,
     DataType,
     metrics: place.metrics ?? new MetricsRegistry(),
+    get shared() {
+      return shared.value;
+    },
+    onShared: (listener) => shared.listen(listener),
   };
-  let namespace: Record<string, unknown>;
-  try {
-    namespace = await import(moduleUrl(module).href);
-  } catch (err) {
-    throw new AgentModuleError(label, importError(err));
-  }
+  const namespace = await importModule(module, label);
   if (!("default" in namespace) || namespace.default === undefined) {
     throw new AgentModuleError(
       label,
@@ -132,6 +148,94 @@ export async function loadAgentModule(
     );
   }
   return await agentOf(namespace.default, context, label);
+}
+
+/** Imports a module (once per thread: later imports get the same namespace). */
+async function importModule(module: string | URL, label: string): Promise<Record<string, unknown>> {
+  try {
+    return await import(moduleUrl(module).href);
+  } catch (err) {
+    throw new AgentModuleError(label, importError(err));
+  }
+}
+
+/** Paths the `--metrics` server keeps for itself. */
+const OWN_PATHS = ["/metrics", "/health"];
+
+/**
+ * Imports an agent module on the main thread and runs its `setup` export, if
+ * it has one, and reads its `routes`.
+ *
+ * @param module A path or URL.
+ * @param place The module's arguments, its workers, a logger and metrics.
+ * @param label The module as the user named it, for errors.
+ * @returns The running setup and the routes (none when not exported).
+ * @throws {AgentModuleError} When the module cannot be imported, `setup` is
+ * not a function or fails, or `routes` is not an object of functions.
+ */
+export async function setupAgentModule(
+  module: string | URL,
+  place: { args: readonly string[]; workers: number; log: Logger; metrics: Metrics },
+  label: string = String(module),
+): Promise<{ setup: ModuleSetup; routes: Routes }> {
+  const namespace = await importModule(module, label);
+  const routes = routesOf(namespace, label);
+  const setup = namespace.setup;
+  if (setup === undefined) return { setup: ModuleSetup.NONE, routes };
+  if (typeof setup !== "function") {
+    throw new AgentModuleError(label, `its setup export is ${describe(setup)}, not a function`);
+  }
+  try {
+    return {
+      setup: await ModuleSetup.run(setup as (context: SetupContext) => unknown, {
+        ...place,
+        log: place.log.child("agent"),
+      }),
+      routes,
+    };
+  } catch (err) {
+    throw new AgentModuleError(label, `its setup failed: ${firstLine(errorText(err))}`);
+  }
+}
+
+/**
+ * Reads an agent module's `routes` export (for a thread that serves them
+ * without running the module's setup).
+ *
+ * @param module A path or URL.
+ * @param label The module as the user named it, for errors.
+ * @returns The routes (none when not exported).
+ * @throws {AgentModuleError} As {@linkcode setupAgentModule}.
+ */
+export async function agentModuleRoutes(module: string | URL, label: string): Promise<Routes> {
+  return routesOf(await importModule(module, label), label);
+}
+
+function routesOf(namespace: Record<string, unknown>, label: string): Routes {
+  const routes = namespace.routes;
+  if (routes === undefined) return {};
+  if (routes === null || typeof routes !== "object" || Array.isArray(routes)) {
+    throw new AgentModuleError(
+      label,
+      `its routes export is ${describe(routes)}: export an object mapping paths to functions`,
+    );
+  }
+  for (const [path, route] of Object.entries(routes)) {
+    if (!path.startsWith("/") || OWN_PATHS.includes(path)) {
+      throw new AgentModuleError(
+        label,
+        `its route ${JSON.stringify(path)} is not a path of its own (start with "/"; ` +
+          `${OWN_PATHS.join(" and ")} are spoa's)`,
+      );
+    }
+    if (typeof route !== "function") {
+      throw new AgentModuleError(
+        label,
+        `its route ${JSON.stringify(path)} is ${describe(route)}, not a function`,
+      );
+    }
+  }
+  return routes as Routes;
 }
 
 /**

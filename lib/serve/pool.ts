@@ -50,6 +50,8 @@ export interface PoolOptions {
   log: Logger;
   /** The worker module; `./worker.ts` by default (tests pass their own). */
   workerUrl?: URL;
+  /** What the agent module's setup shares (see `setup.ts`). */
+  shared?: unknown;
 }
 
 /** A running pool. */
@@ -67,6 +69,12 @@ export interface Pool {
    * ended left of their counters and histograms.
    */
   metricsSources(): MetricsSource[];
+  /**
+   * Gives every worker, and every worker started later, a new shared value.
+   *
+   * @param value What the agent module's setup published.
+   */
+  publish(value: unknown): void;
   /**
    * Stops accepting and lets every worker drain its connections.
    *
@@ -160,6 +168,7 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
   let up = false;
   let started = 0;
   let next = 0;
+  let shared = options.shared;
   /** Relayed connections (Bun's `streams`): the socket, and what it queues in shared memory. */
   const relays = new Map<number, { conn: Conn; queued: Int32Array }>();
 
@@ -242,6 +251,7 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
         workers: options.workers,
         config: options.config,
         dispatch: options.dispatch,
+        shared,
       });
     });
   }
@@ -418,6 +428,10 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
     },
     get ready() {
       return slots.filter((s) => s.ready && s.worker !== undefined).length;
+    },
+    publish(value) {
+      shared = value;
+      for (const slot of slots) send(slot, { type: "shared", value });
     },
     metricsSources() {
       const live = slots.flatMap((s) => s.metrics === undefined ? [] : [s.metrics]);

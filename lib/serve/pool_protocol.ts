@@ -42,7 +42,11 @@ export type ToWorker =
     workers: number;
     config: WorkerConfig;
     dispatch: Dispatch;
+    /** What the agent module's setup shares now. */
+    shared: unknown;
   }
+  /** The agent module's setup published a new value. */
+  | { type: "shared"; value: unknown }
   /** `reuseport`, once every worker loaded the agent: listen on the shared port; report `ready`. */
   | { type: "listen"; hostname: string; port: number }
   /** `streams` on Deno: a connection's transferred streams. */

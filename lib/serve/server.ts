@@ -97,6 +97,11 @@ export interface Server {
   /** The port of the metrics endpoint, when `serve()` was given `metrics`. */
   readonly metricsPort?: number;
   /**
+   * Asks the agent module's `setup` to reload, as SIGHUP does to `spoa`
+   * (servers of agent modules from `serve()`).
+   */
+  reload?(): void;
+  /**
    * Stops accepting, lets each session finish its in-flight NOTIFYs and send
    * AGENT-DISCONNECT (status 0), and closes what is left after `graceMs`.
    *

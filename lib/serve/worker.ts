@@ -13,6 +13,7 @@ import type { Conn, ConnHandler } from "../agent/conn.ts";
 import type { Agent } from "../agent/handler.ts";
 import { createLogger, errorText, Level } from "../agent/log.ts";
 import { loadAgentModule, logUncaught } from "./module.ts";
+import { SharedView } from "./setup.ts";
 import { AgentMetrics } from "../metrics/agent.ts";
 import { MetricsRegistry, onLayoutChange } from "../metrics/registry.ts";
 import type { FromWorker, ToWorker } from "./pool_protocol.ts";
@@ -199,6 +200,8 @@ let server: Server | undefined;
 /** The `start` in progress: a `shutdown` right after it must wait for the listener. */
 let starting: Promise<void> | undefined;
 const relayed = new Map<number, RelayConn>();
+/** What the agent module's setup shares, as this worker sees it. */
+let shared: SharedView | undefined;
 
 scope.onmessage = (event) => {
   const message = event.data;
@@ -243,6 +246,10 @@ scope.onmessage = (event) => {
       relayed.get(message.cid)?.closed();
       relayed.delete(message.cid);
       break;
+    case "shared":
+      if (shared === undefined) shared = new SharedView(message.value);
+      else shared.set(message.value);
+      break;
     case "shutdown":
       void stop(message.graceMs);
       break;
@@ -260,6 +267,8 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
   const registry = new MetricsRegistry({ warn: (text) => log.warn(text) });
   const metrics = new AgentMetrics(registry, config.metrics ?? false);
   if (config.metrics) reportMetrics(registry);
+  // A value published while the worker started is newer than the one it started with.
+  shared ??= new SharedView(message.shared);
   try {
     agent = await loadAgentModule(config.agent.module, {
       workerId: message.id,
@@ -267,6 +276,7 @@ async function start(message: Extract<ToWorker, { type: "start" }>): Promise<voi
       args: config.agent.args,
       log,
       metrics: registry,
+      shared,
     }, config.agent.label);
   } catch (err) {
     post({ type: "failed", stage: "load", message: errorText(err) });
