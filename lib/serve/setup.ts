@@ -95,7 +95,7 @@ export class ModuleSetup {
       onReload: (listener) => void running.#reloads.push(listener),
     };
     const first = await setup(context);
-    structuredClone(first);
+    cloneable(first, "the value setup returned");
     running.#shared = first;
     return running;
   }
@@ -132,9 +132,27 @@ export class ModuleSetup {
 
   #publish(value: unknown): void {
     if (this.#abort.signal.aborted) return;
-    structuredClone(value); // Throws DataCloneError for what workers could not get.
+    cloneable(value, "a published value");
     this.#shared = value;
     for (const listener of this.#listeners) listener(value);
+  }
+}
+
+/**
+ * Throws when `value` cannot reach workers (a structured clone of it fails),
+ * whatever the number of workers, so that a module behaves the same on one
+ * thread and on many.
+ */
+function cloneable(value: unknown, what: string): void {
+  try {
+    structuredClone(value);
+  } catch (err) {
+    const error = new Error(
+      `Cannot share ${what}: workers cannot get a copy of it (${errorText(err)}); share data, ` +
+        "typed arrays and SharedArrayBuffers, not functions or class instances",
+    );
+    error.name = "DataCloneError";
+    throw error;
   }
 }
 
