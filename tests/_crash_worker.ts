@@ -1,37 +1,53 @@
 /**
  * A pool worker for `pool_test.ts` that crashes on purpose: it runs the real
- * worker (`lib/serve/worker.ts`), and the worker started as id 1 throws an uncaught
- * error about 150 ms after each `start`, so that slot crashes after every
- * restart while the other workers stay healthy.
+ * worker (`lib/serve/worker.ts`), and the worker started as id 1 throws an
+ * uncaught error about 150 ms after each time it reports that it serves
+ * (`ready` with `reuseport`, `loaded` with `streams`), so that slot crashes
+ * after every restart while the other workers stay healthy.
+ *
+ * It waits for that report rather than for `start`: a worker that dies
+ * before it serves fails the pool's start (`startPool` rejects), and how long
+ * a worker takes to load varies with the machine's load.
  *
  * @module
  */
 
 import process from "node:process";
 import "../lib/serve/worker.ts";
-import type { ToWorker } from "../lib/serve/pool_protocol.ts";
+import type { Dispatch, FromWorker, ToWorker } from "../lib/serve/pool_protocol.ts";
 
-/** How long worker 1 lives after each `start`. */
+/** How long worker 1 lives after it reports that it serves. */
 const CRASH_AFTER_MS = 150;
 
 interface Scope {
   onmessage: ((event: MessageEvent<ToWorker>) => void) | null;
+  postMessage(message: FromWorker, transfer?: Transferable[]): void;
 }
 
 const scope = globalThis as unknown as Scope;
 
 const real = scope.onmessage;
 if (real === null) throw new Error("lib/serve/worker.ts did not set onmessage");
+const realPost = scope.postMessage;
+
+/** This worker's dispatch, when it is worker 1 (the one that crashes). */
+let crashing: Dispatch | undefined;
 
 scope.onmessage = (event) => {
-  real.call(globalThis, event);
   const message = event.data;
-  if (message.type === "start" && message.id === 1) {
-    setTimeout(() => {
-      // The real worker logs uncaught errors of agent code and keeps running:
-      // without its listeners, this one is fatal.
-      process.removeAllListeners("uncaughtException");
-      throw new Error("worker 1 crashes on purpose (pool_test.ts)");
-    }, CRASH_AFTER_MS);
-  }
+  if (message.type === "start" && message.id === 1) crashing = message.dispatch;
+  real.call(globalThis, event);
+};
+
+scope.postMessage = (message, transfer = []) => {
+  realPost.call(globalThis, message, transfer);
+  const serves = message.type === "ready" ||
+    (message.type === "loaded" && crashing === "streams");
+  if (crashing === undefined || !serves) return;
+  setTimeout(() => {
+    // The real worker logs uncaught errors of agent code and keeps running:
+    // without its listeners, this one is fatal.
+    process.removeAllListeners("uncaughtException");
+    throw new Error("worker 1 crashes on purpose (pool_test.ts)");
+  }, CRASH_AFTER_MS);
 };

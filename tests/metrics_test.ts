@@ -311,7 +311,7 @@ test(
 test("a worker that dies takes none of its counts with it: every scrape sees totals only grow", {
   timeout: 60_000,
 }, async () => {
-  // Worker 1 of _crash_worker.ts dies about 150 ms after each start; with
+  // Worker 1 of _crash_worker.ts dies about 150 ms after each time it serves; with
   // `streams` every other connection goes to it while it lives.
   const pool = await startPool({
     workers: 2,

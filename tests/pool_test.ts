@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
 import { createLogger, Level } from "../lib/agent/log.ts";
-import { type Pool, startPool } from "../lib/serve/pool.ts";
+import { type Pool, PoolStartError, startPool } from "../lib/serve/pool.ts";
 import type { Dispatch, WorkerConfig } from "../lib/serve/pool_protocol.ts";
 import { ActionType, DataType, Flag, FrameType, Status, VarScope } from "../lib/spop.ts";
 import { PROCESS_WAIT_MS, startAgent } from "./_process.ts";
@@ -25,6 +25,22 @@ const TEST_TIMEOUT_MS = 120_000;
 const PIPELINED = 20;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Waits for `promise` at most `ms` (a hang guard): a hang then fails the test
+ * with what was pending, rather than the test timeout without a word.
+ */
+async function within<T>(promise: Promise<T>, ms: number, what: () => string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Timed out waiting for ${what()}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 function assertScoreAck(frame: ReceivedFrame): void {
   assert.equal(frame.type, FrameType.ACK, `frame type ${frame.type}`);
@@ -234,6 +250,8 @@ interface ClientRun {
   /** `served` until told to stop, `closed` by the agent, or `failed`. */
   outcome: "running" | "served" | "closed" | "failed";
   error: unknown;
+  /** What it waits for now (named by the hang guards). */
+  waiting: string;
 }
 
 /** Says HELLO, then sends rounds of pipelined NOTIFYs until `stop()` or a close. */
@@ -244,24 +262,32 @@ async function keepNotifying(
   run: ClientRun,
 ): Promise<void> {
   let client: SpopClient;
+  run.waiting = "its connection";
   try {
     client = await SpopClient.connect(port);
   } catch (err) {
-    run.outcome = "failed";
+    // With `reuseport`, a connection still queued for a worker as it dies is
+    // reset by the kernel (unless net.ipv4.tcp_migrate_req is set), which the
+    // runtime may report before the connection completes.
+    const reset = (err as { code?: unknown }).code === "ECONNRESET";
+    run.outcome = reset ? "closed" : "failed";
     run.error = err;
     return;
   }
   clients.push(client);
   try {
+    run.waiting = "the AGENT-HELLO";
     await client.hello();
     run.helloAt = Date.now();
     for (let round = 1; !stop(); round++) {
+      run.waiting = `the ACKs of round ${round}`;
       await pipelined(client, round * 100, 5);
       run.ackedAt.push(Date.now());
       await sleep(10);
     }
     run.outcome = "served";
   } catch (err) {
+    run.waiting = `the agent to close after ${err}`;
     const closedByAgent = !(err instanceof assert.AssertionError) &&
       !String(err).includes("Timed out") &&
       await client.closed().then(() => true, () => false);
@@ -291,15 +317,27 @@ async function eventually(condition: () => Promise<boolean>, what: string): Prom
   }
 }
 
-/** Whether a connection to the port is refused. */
+/**
+ * Whether a connection to the port is refused. A connection neither refused
+ * nor accepted within a second (a listener whose backlog is full drops it)
+ * is not refused: something listens.
+ */
 function refused(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect({ port, host: "127.0.0.1" });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve(false);
+    }, 1000);
     socket.once("connect", () => {
+      clearTimeout(timer);
       socket.destroy();
       resolve(false);
     });
-    socket.once("error", () => resolve(true));
+    socket.once("error", () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
   });
 }
 
@@ -333,15 +371,19 @@ for (const mode of MODES) {
       let sampler: ReturnType<typeof setInterval> | undefined;
       let pool: Pool | undefined;
       try {
-        pool = await startPool({
-          workers: 2,
-          dispatch: mode,
-          hostname: "127.0.0.1",
-          port: 0,
-          config: CONFIG,
-          log,
-          workerUrl: new URL("./_crash_worker.ts", import.meta.url),
-        });
+        pool = await within(
+          startPool({
+            workers: 2,
+            dispatch: mode,
+            hostname: "127.0.0.1",
+            port: 0,
+            config: CONFIG,
+            log,
+            workerUrl: new URL("./_crash_worker.ts", import.meta.url),
+          }),
+          PROCESS_WAIT_MS,
+          () => `the pool to start; log:\n${lines.join("\n")}`,
+        );
         const running = pool;
         sampler = setInterval(() => minRunning = Math.min(minRunning, running.running), 5);
         const open = () => {
@@ -350,6 +392,7 @@ for (const mode of MODES) {
             ackedAt: [],
             outcome: "running",
             error: undefined,
+            waiting: "",
           };
           runs.push(run);
           pending.push(keepNotifying(running.port, clients, () => stopping, run));
@@ -361,7 +404,9 @@ for (const mode of MODES) {
             deaths.some((d) => d.worker === 1 && run.helloAt! < d.at && run.ackedAt.at(-1)! > d.at)
           );
         for (let i = 0; i < 4; i++) open();
-        const deadline = Date.now() + 20_000; // A hang guard.
+        // A hang guard. Each restart loads (and under `deno test` type-checks)
+        // the worker anew, which takes seconds on a loaded machine.
+        const deadline = Date.now() + 45_000;
         while (
           deaths.filter((d) => d.worker === 1).length < 3 || !servedAcross() ||
           !runs.some((run) => run.outcome === "closed")
@@ -372,7 +417,13 @@ for (const mode of MODES) {
           await sleep(50);
         }
         stopping = true;
-        await Promise.all(pending);
+        // A client's every wait has a guard of WAIT_MS, but sends have none.
+        await within(Promise.all(pending), 3 * WAIT_MS, () => {
+          const left = runs.flatMap((run, i) =>
+            run.outcome === "running" ? [`client ${i + 1}: ${run.waiting}`] : []
+          );
+          return `the clients to stop (${left.join("; ")})`;
+        });
         clearInterval(sampler);
 
         const failed = runs.filter((run) => run.outcome === "failed");
@@ -397,7 +448,7 @@ for (const mode of MODES) {
         assert.ok(minRunning >= 1, `running fell to ${minRunning}`);
 
         const port = pool.port;
-        await pool.shutdown(1000);
+        await within(pool.shutdown(1000), 2000 + WAIT_MS, () => "the pool to shut down");
         pool = undefined;
         assert.equal(running.running, 0);
         // A crashed worker's sockets close as its thread is torn down, which on
@@ -412,6 +463,36 @@ for (const mode of MODES) {
     },
   );
 }
+
+test(
+  "startPool --dispatch reuseport fails, rather than waits forever, when a worker dies after loading",
+  { timeout: TEST_TIMEOUT_MS },
+  async () => {
+    const lines: string[] = [];
+    const starting = startPool({
+      workers: 2,
+      dispatch: "reuseport",
+      hostname: "127.0.0.1",
+      port: 0,
+      config: CONFIG,
+      log: createLogger({ level: Level.DEBUG, sink: (line) => lines.push(line) }),
+      workerUrl: new URL("./_load_crash_worker.ts", import.meta.url),
+    });
+    try {
+      await assert.rejects(
+        within(starting, PROCESS_WAIT_MS, () => `the pool to fail; log:\n${lines.join("\n")}`),
+        (err) => {
+          assert.ok(err instanceof PoolStartError, String(err));
+          assert.equal(err.stage, "listen");
+          assert.match(err.message, /^worker 1 died after loading \(.*on purpose/);
+          return true;
+        },
+      );
+    } finally {
+      void starting.then((pool) => pool.shutdown(0), () => {}); // Should it start after all.
+    }
+  },
+);
 
 /** What one client of the shutdown test saw. */
 interface LoadRun {

@@ -105,6 +105,8 @@ interface Slot {
   ready: boolean;
   startedAt: number;
   crashes: number;
+  /** Why its last worker died, until a new one starts. */
+  death: string | undefined;
   /** Connections handed to this worker through the main thread, by id. */
   conns: Map<number, { close(): void }>;
   stopped: (() => void) | undefined;
@@ -154,6 +156,7 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
     ready: false,
     startedAt: 0,
     crashes: 0,
+    death: undefined,
     conns: new Map(),
     stopped: undefined,
     restart: undefined,
@@ -185,6 +188,7 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
     const worker = new Worker(url.href, { type: "module" });
     slot.worker = worker;
     slot.ready = false;
+    slot.death = undefined;
     slot.startedAt = Date.now();
     return new Promise((resolve, reject) => {
       slot.phase = { stage: "load", resolve, reject };
@@ -256,9 +260,19 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
     });
   }
 
-  /** `reuseport`: has a loaded worker listen on the port; resolves once it does. */
+  /**
+   * `reuseport`: has a loaded worker listen on the port; resolves once it
+   * does, rejects if it fails or died after loading (no message would reach
+   * it, and nothing would ever settle the phase).
+   */
   function listenIn(slot: Slot): Promise<void> {
     return new Promise((resolve, reject) => {
+      if (slot.worker === undefined) {
+        const why = slot.death ?? "stopped";
+        return reject(
+          new PoolStartError("listen", `worker ${slot.id} died after loading (${why})`),
+        );
+      }
       slot.phase = { stage: "listen", resolve, reject };
       send(slot, { type: "listen", hostname: options.hostname, port });
     });
@@ -280,7 +294,8 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
   /**
    * Cleans up after a dead worker and schedules its replacement. While the
    * pool starts, a worker that fails to start is not retried: it fails the
-   * start instead. One that was ready and then died is replaced as usual.
+   * start instead, through the phase it was in or, dead between two phases,
+   * the next one. One that was ready and then died is replaced as usual.
    */
   function died(slot: Slot, worker: Worker, why: string): void {
     if (slot.worker !== worker) return; // Already handled.
@@ -288,6 +303,7 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
     worker.terminate();
     slot.worker = undefined;
     slot.ready = false;
+    slot.death = why;
     retireMetrics(slot);
     for (const conn of slot.conns.values()) conn.close();
     slot.conns.clear();
@@ -344,7 +360,10 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
     }
   } catch (err) {
     stopping = true;
-    for (const slot of slots) slot.worker?.terminate();
+    for (const slot of slots) {
+      clearTimeout(slot.restart);
+      slot.worker?.terminate();
+    }
     throw err;
   }
   up = true;
