@@ -79,6 +79,8 @@ test("spoa lookup prints why an address gets its score, as JSON", async () => {
       { list: DROP, kind: "block", entry: "192.0.2.0/24", line: 2, score: 5, decides: true },
       { list: PARTNERS, kind: "allow", entry: "192.0.2.10/32", line: 1, score: 100, decides: true },
     ],
+    stale: [],
+    errors: [],
   });
   const v6 = await runMain(["lookup", "2001:db8::5", "--block", DROP, "--default-score", "random"]);
   assert.equal(v6.code, 0, v6.stderr);

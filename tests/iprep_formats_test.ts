@@ -10,7 +10,7 @@ const encoder = new TextEncoder();
 function read(text: string | Uint8Array): { format: string | undefined; entries: string[] } {
   const bytes = typeof text === "string" ? encoder.encode(text) : text;
   const { format, entries } = parseList(bytes, "list.txt");
-  const e = entries.finish();
+  const e = entries.data();
   const out: string[] = [];
   const score = (s: number) => (s === NO_SCORE ? "-" : String(s));
   for (let i = 0; i < e.v4Count; i++) {

@@ -97,6 +97,8 @@ test("explain() lists every matching entry, marks the deciding ones and gives th
       { list: block, kind: "block", entry: "10.1.0.0/16", line: 3, score: 0, decides: true },
       { list: tor, kind: "block", entry: "10.1.2.3/32", line: 1, score: 20, decides: true },
     ],
+    stale: [],
+    errors: [],
   });
   const allowed = explain(db, "::ffff:10.9.8.7", 50)!;
   assert.equal(allowed.ip, "10.9.8.7");
@@ -111,8 +113,18 @@ test("explain() lists every matching entry, marks the deciding ones and gives th
     default_score: "random",
     generation: 3,
     matches: [],
+    stale: [],
+    errors: [],
   });
   assert.equal(explain(db, "not-an-ip", 50), undefined);
+  // The files are read again: a changed one is named stale, a missing one an error.
+  writeFileSync(tor, "10.1.2.3\n2001:db8::/32\n192.0.2.0/24\n");
+  rmSync(allow);
+  const later = explain(db, "192.0.2.1", 50)!;
+  assert.deepEqual(later.stale, [tor]);
+  assert.deepEqual(later.errors, [`${allow}: cannot read it: no such file`]);
+  assert.equal(later.score, 50, "the score is the table's: the change is not loaded");
+  assert.deepEqual(later.matches.map((m) => m.entry), ["192.0.2.0/24"]);
   assert.equal(explain(undefined, "192.0.2.1", 50)?.score, 50);
 });
 

@@ -120,6 +120,8 @@ for (const workers of [0, 2]) {
           score: 3,
           decides: true,
         }],
+        stale: [],
+        errors: [],
       });
       const unlisted = await (await fetch(`${http}/lookup?ip=2001:db8::1`)).json();
       assert.equal(unlisted.score, 75);

@@ -8,7 +8,7 @@ import { parseIPv4, parseIPv6 } from "../lib/spop.ts";
 const encoder = new TextEncoder();
 
 function list(kind: "block" | "allow", score: number, text: string): ListSource {
-  return { kind, score, entries: parseList(encoder.encode(text), `${kind}.txt`).entries.finish() };
+  return { kind, score, entries: parseList(encoder.encode(text), `${kind}.txt`).entries.data() };
 }
 
 function tableOf(...lists: ListSource[]): IpTable {

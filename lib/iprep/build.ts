@@ -26,18 +26,27 @@ export interface ListSource {
   readonly entries: EntriesData;
 }
 
-/** Intervals with ascending starts; consecutive equal scores are merged on the way in. */
+/**
+ * Intervals with ascending starts (below 2^32: IPv4 addresses or IPv6
+ * ranks); consecutive equal scores are merged on the way in.
+ */
 export class Intervals {
-  starts: Float64Array = new Float64Array(1024);
-  scores: Uint8Array = new Uint8Array(1024);
+  starts: Uint32Array;
+  scores: Uint8Array;
   length = 0;
+
+  /** @param capacity Room for this many intervals before growing. */
+  constructor(capacity = 1024) {
+    this.starts = new Uint32Array(Math.max(capacity, 16));
+    this.scores = new Uint8Array(Math.max(capacity, 16));
+  }
 
   /** Adds an interval starting at `start` (after every one before). */
   push(start: number, score: number): void {
     const n = this.length;
     if (n > 0 && this.scores[n - 1] === score) return;
     if (n === this.scores.length) {
-      const starts = new Float64Array(n * 2);
+      const starts = new Uint32Array(n * 2);
       starts.set(this.starts);
       this.starts = starts;
       const scores = new Uint8Array(n * 2);
@@ -50,14 +59,20 @@ export class Intervals {
   }
 }
 
-/** One list's entries as half-open intervals `[lo, hi)` of numbers. */
+/**
+ * One list's entries as intervals of numbers below 2^32: entry `i` covers
+ * `lo[i]` to `last[i]` inclusive.
+ */
 interface Spans {
   n: number;
-  lo: Float64Array;
-  hi: Float64Array;
-  /** `last - first`, exact for IPv4, rounded for IPv6 (see `tie`). */
-  width: Float64Array;
-  scores: Uint8Array;
+  lo: ArrayLike<number>;
+  last: ArrayLike<number>;
+  /** `last - first` when it is not `last[i] - lo[i]` (IPv6 ranks), rounded (see `tie`). */
+  width?: Float64Array;
+  /** Each entry's own score, or `NO_SCORE` for the list's. */
+  own: Uint8Array;
+  /** The list's score. */
+  score: number;
   /** For IPv6: compares two exact widths whose rounded values are equal. */
   tie?: (a: number, b: number) => number;
 }
@@ -71,23 +86,13 @@ interface Spans {
 export function intervalsV4(lists: readonly ListSource[]): Intervals {
   const each = lists.map((list) => {
     const e = list.entries;
-    const n = e.v4Count;
     const spans: Spans = {
-      n,
-      lo: new Float64Array(n),
-      hi: new Float64Array(n),
-      width: new Float64Array(n),
-      scores: new Uint8Array(n),
+      n: e.v4Count,
+      lo: e.v4First,
+      last: e.v4Last,
+      own: e.v4Score,
+      score: list.score,
     };
-    for (let i = 0; i < n; i++) {
-      const first = e.v4First[i]!;
-      const last = e.v4Last[i]!;
-      spans.lo[i] = first;
-      spans.hi[i] = last + 1;
-      spans.width[i] = last - first;
-      const own = e.v4Score[i]!;
-      spans.scores[i] = own === NO_SCORE ? list.score : own;
-    }
     return sweep(spans, list.kind === "block");
   });
   return combine(each, lists, 2 ** 32);
@@ -158,12 +163,16 @@ export function intervalsV6(
     const e = list.entries;
     const n = e.v6Count;
     const exact = new Uint32Array(n * 4);
+    const lo = new Uint32Array(n);
+    const last = new Uint32Array(n);
+    const width = new Float64Array(n);
     const spans: Spans = {
       n,
-      lo: new Float64Array(n),
-      hi: new Float64Array(n),
-      width: new Float64Array(n),
-      scores: new Uint8Array(n),
+      lo,
+      last,
+      width,
+      own: e.v6Score,
+      score: list.score,
       tie: (a, b) => {
         for (let k = 0; k < 4; k++) {
           const d = exact[a * 4 + k]! - exact[b * 4 + k]!;
@@ -173,20 +182,18 @@ export function intervalsV6(
       },
     };
     for (let i = 0; i < n; i++) {
-      spans.lo[i] = rank[base + 2 * i]!;
-      spans.hi[i] = rank[base + 2 * i + 1]!;
+      lo[i] = rank[base + 2 * i]!;
+      last[i] = rank[base + 2 * i + 1]! - 1;
       // last - first, with the borrow.
       let borrow = 0;
-      let width = 0;
+      let w = 0;
       for (let k = 3; k >= 0; k--) {
         const d = e.v6Last[i * 4 + k]! - e.v6First[i * 4 + k]! - borrow;
         exact[i * 4 + k] = d >>> 0;
         borrow = d < 0 ? 1 : 0;
       }
-      for (let k = 0; k < 4; k++) width = width * 2 ** 32 + exact[i * 4 + k]!;
-      spans.width[i] = width;
-      const own = e.v6Score[i]!;
-      spans.scores[i] = own === NO_SCORE ? list.score : own;
+      for (let k = 0; k < 4; k++) w = w * 2 ** 32 + exact[i * 4 + k]!;
+      width[i] = w;
     }
     base += 2 * n;
     return sweep(spans, list.kind === "block");
@@ -195,8 +202,7 @@ export function intervalsV6(
 }
 
 /** The entries' indices in order of `lo`. */
-function orderOf(spans: Spans): Uint32Array {
-  const { n, lo } = spans;
+function orderOf(n: number, lo: ArrayLike<number>): Uint32Array {
   const order = new Uint32Array(n);
   if (n < 2 ** 21) {
     // Sorting plain numbers is far faster than sorting with a comparator.
@@ -213,27 +219,34 @@ function orderOf(spans: Spans): Uint32Array {
 
 /** Cuts one list's spans into intervals where the narrowest span decides. */
 function sweep(spans: Spans, preferLow: boolean): Intervals {
-  const { n, lo, hi, width, scores, tie } = spans;
-  const order = orderOf(spans);
-  const out = new Intervals();
+  const { n, lo, last, width, own, score: listScore, tie } = spans;
+  const order = orderOf(n, lo);
+  // At most two intervals a span, and one after the last: never grown.
+  const out = new Intervals(2 * n + 2);
+  const scoreOf = (i: number) => {
+    const s = own[i]!;
+    return s === NO_SCORE ? listScore : s;
+  };
+  const widthOf = width === undefined ? (i: number) => last[i]! - lo[i]! : (i: number) => width[i]!;
   // Whether span a decides over span b.
   const before = (a: number, b: number): boolean => {
-    const wa = width[a]!;
-    const wb = width[b]!;
+    const wa = widthOf(a);
+    const wb = widthOf(b);
     if (wa !== wb) return wa < wb;
     if (tie !== undefined) {
       const t = tie(a, b);
       if (t !== 0) return t < 0;
     }
-    return preferLow ? scores[a]! < scores[b]! : scores[a]! > scores[b]!;
+    return preferLow ? scoreOf(a) < scoreOf(b) : scoreOf(a) > scoreOf(b);
   };
   const heap = new Uint32Array(n);
   let size = 0;
   let pos = 0;
-  let point = -1;
+  // Every list's intervals start at 0 (unlisted up to its first span).
+  let point = 0;
   while (pos < n || size > 0) {
-    // Spans that ended at or before the point cover nothing more.
-    while (size > 0 && hi[heap[0]!]! <= point) {
+    // Spans that ended before the point cover nothing more.
+    while (size > 0 && last[heap[0]!]! < point) {
       const item = heap[--size]!;
       let i = 0;
       for (;;) {
@@ -250,7 +263,7 @@ function sweep(spans: Spans, preferLow: boolean): Intervals {
     if (size === 0) {
       if (pos >= n) break;
       const start = lo[order[pos]!]!;
-      if (point >= 0 && point < start) out.push(point, UNLISTED);
+      if (point < start) out.push(point, UNLISTED);
       point = start;
     }
     while (pos < n && lo[order[pos]!]! === point) {
@@ -265,13 +278,21 @@ function sweep(spans: Spans, preferLow: boolean): Intervals {
       heap[i] = item;
     }
     const top = heap[0]!;
-    out.push(point, scores[top]!);
-    // The decision changes where the top span ends or the next one starts.
-    let change = hi[top]!;
+    out.push(point, scoreOf(top));
+    // The decision changes after the top span's last address, or where the next span starts.
+    let change = last[top]! + 1;
     if (pos < n && lo[order[pos]!]! < change) change = lo[order[pos]!]!;
     point = change;
   }
-  if (point >= 0) out.push(point, UNLISTED);
+  // After the last span (unless it ends the space: 2^32 does not fit).
+  if (point <= 0xffff_ffff) out.push(point, UNLISTED);
+  return out;
+}
+
+/** One interval: every address unlisted. */
+function unlisted(): Intervals {
+  const out = new Intervals(1);
+  out.push(0, UNLISTED);
   return out;
 }
 
@@ -281,6 +302,9 @@ function sweep(spans: Spans, preferLow: boolean): Intervals {
  * unlisted. Points at or after `end` are dropped.
  */
 function combine(each: Intervals[], lists: readonly ListSource[], end: number): Intervals {
+  const some = each.filter((intervals) => intervals.length > 1 || intervals.scores[0] !== UNLISTED);
+  // No list, or one alone, decides (every list's intervals start at 0).
+  if (some.length <= 1) return some[0] ?? each[0] ?? unlisted();
   let size = 1;
   for (const intervals of each) size += intervals.length;
   const points = new Float64Array(size);

@@ -1,8 +1,8 @@
 /**
  * One list's entries, in the order of its file: for each, the first and last
  * address it covers, its line and its own score. IPv4 entries hold numbers,
- * IPv6 entries four 32-bit words each. The arrays can live in a
- * `SharedArrayBuffer`, so that every thread reads the same copy.
+ * IPv6 entries four 32-bit words each. They live while the table is built
+ * (and while an address is explained), not beside the table.
  *
  * @module
  */
@@ -26,24 +26,41 @@ export interface EntriesData {
   v6Score: Uint8Array;
 }
 
-/** Collects entries in growable arrays, then packs them into shared memory. */
+/**
+ * Collects entries in arrays made at the size they need: each family's
+ * arrays are made at its first entry, with room for one entry on every line
+ * left, so that they never grow (growing would leave garbage that the
+ * allocator keeps; an IPv6 entry with IPv4-mapped addresses, which adds an
+ * IPv4 entry too, is the one case that may still grow them).
+ */
 export class EntriesBuilder {
   v4Count = 0;
-  v4First: Uint32Array = new Uint32Array(1024);
-  v4Last: Uint32Array = new Uint32Array(1024);
-  v4Line: Uint32Array = new Uint32Array(1024);
-  v4Score: Uint8Array = new Uint8Array(1024);
+  v4First: Uint32Array = EMPTY32;
+  v4Last: Uint32Array = EMPTY32;
+  v4Line: Uint32Array = EMPTY32;
+  v4Score: Uint8Array = EMPTY8;
   v6Count = 0;
-  v6First: Uint32Array = new Uint32Array(256);
-  v6Last: Uint32Array = new Uint32Array(256);
-  v6Line: Uint32Array = new Uint32Array(64);
-  v6Score: Uint8Array = new Uint8Array(64);
+  v6First: Uint32Array = EMPTY32;
+  v6Last: Uint32Array = EMPTY32;
+  v6Line: Uint32Array = EMPTY32;
+  v6Score: Uint8Array = EMPTY8;
+  readonly #lines: number;
+
+  /** @param lines How many lines the file has (room for one entry on each). */
+  constructor(lines = 1024) {
+    this.#lines = lines;
+  }
+
+  /** Room for the entries of the lines from `line` on (at least twice `used`). */
+  #room(line: number, used: number): number {
+    return Math.max(this.#lines - line + 1, used * 2, 16);
+  }
 
   /** Adds an IPv4 entry covering `first..last`. */
   addV4(first: number, last: number, line: number, score: number): void {
     const i = this.v4Count;
     if (i === this.v4Line.length) {
-      const size = i * 2;
+      const size = this.#room(line, i);
       this.v4First = grow32(this.v4First, size);
       this.v4Last = grow32(this.v4Last, size);
       this.v4Line = grow32(this.v4Line, size);
@@ -67,7 +84,7 @@ export class EntriesBuilder {
   ): void {
     const i = this.v6Count;
     if (i === this.v6Line.length) {
-      const size = i * 2;
+      const size = this.#room(line, i);
       this.v6First = grow32(this.v6First, size * 4);
       this.v6Last = grow32(this.v6Last, size * 4);
       this.v6Line = grow32(this.v6Line, size);
@@ -88,47 +105,30 @@ export class EntriesBuilder {
   }
 
   /**
-   * Packs the entries into one `SharedArrayBuffer` of exactly their size.
+   * The entries as arrays of exactly their count (views, no copy).
    *
-   * @returns Views onto it.
+   * @returns The views.
    */
-  finish(): EntriesData {
+  data(): EntriesData {
     const n4 = this.v4Count;
     const n6 = this.v6Count;
-    const bytes = 4 * (3 * n4) + 4 * (9 * n6) + n4 + n6;
-    const buffer = new SharedArrayBuffer(bytes);
-    let at = 0;
-    const take32 = (source: Uint32Array, length: number) => {
-      const view = new Uint32Array(buffer, at, length);
-      view.set(source.subarray(0, length));
-      at += length * 4;
-      return view;
-    };
-    const v4First = take32(this.v4First, n4);
-    const v4Last = take32(this.v4Last, n4);
-    const v4Line = take32(this.v4Line, n4);
-    const v6First = take32(this.v6First, n6 * 4);
-    const v6Last = take32(this.v6Last, n6 * 4);
-    const v6Line = take32(this.v6Line, n6);
-    const v4Score = new Uint8Array(buffer, at, n4);
-    v4Score.set(this.v4Score.subarray(0, n4));
-    at += n4;
-    const v6Score = new Uint8Array(buffer, at, n6);
-    v6Score.set(this.v6Score.subarray(0, n6));
     return {
       v4Count: n4,
-      v4First,
-      v4Last,
-      v4Line,
-      v4Score,
+      v4First: this.v4First.subarray(0, n4),
+      v4Last: this.v4Last.subarray(0, n4),
+      v4Line: this.v4Line.subarray(0, n4),
+      v4Score: this.v4Score.subarray(0, n4),
       v6Count: n6,
-      v6First,
-      v6Last,
-      v6Line,
-      v6Score,
+      v6First: this.v6First.subarray(0, n6 * 4),
+      v6Last: this.v6Last.subarray(0, n6 * 4),
+      v6Line: this.v6Line.subarray(0, n6),
+      v6Score: this.v6Score.subarray(0, n6),
     };
   }
 }
+
+const EMPTY32 = new Uint32Array(0);
+const EMPTY8 = new Uint8Array(0);
 
 function grow32(old: Uint32Array, size: number): Uint32Array {
   const next = new Uint32Array(size);

@@ -81,7 +81,9 @@ export interface ParsedList {
  * @throws {ListError} At the first line that cannot be read.
  */
 export function parseList(bytes: Uint8Array, file: string): ParsedList {
-  const entries = new EntriesBuilder();
+  let lines = 1;
+  for (let at = bytes.indexOf(LF); at >= 0; at = bytes.indexOf(LF, at + 1)) lines++;
+  const entries = new EntriesBuilder(lines);
   const parser = new LineParser(bytes, file, entries);
   let start = bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf
     ? 3

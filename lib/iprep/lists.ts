@@ -7,9 +7,8 @@
  */
 
 import { readFileSync, statSync } from "node:fs";
-import type { EntriesData } from "./entries.ts";
-import { type Format, ListError, parseList } from "./formats.ts";
-import { buildTable, type TableData } from "./table.ts";
+import { type Format, ListError, type ParsedList, parseList } from "./formats.ts";
+import { buildTable, type ListSource, type TableData } from "./table.ts";
 
 /** A list to load: `--block FILE[=SCORE]` or `--allow FILE[=SCORE]`. */
 export interface ListSpec {
@@ -50,13 +49,17 @@ export function parseListSpec(kind: "block" | "allow", text: string): ListSpec {
 export interface LoadedList extends ListSpec {
   /** The format its content showed. */
   readonly format: Format;
-  /** Its entries (IPv4 and IPv6). */
-  readonly entries: EntriesData;
-  /** How many entries: `entries.v4Count + entries.v6Count`. */
+  /** How many entries (IPv4 and IPv6) it had. */
   readonly count: number;
+  /** The file's stamp when it was read (see {@linkcode fileStamp}). */
+  readonly stamp: FileStamp;
 }
 
-/** Every list and the table built from them: what the service shares. */
+/**
+ * Every list and the table built from them: what the service shares. The
+ * entries themselves are not kept (the table is all lookups need); "why this
+ * score?" reads the files again.
+ */
 export interface IpDatabase {
   /** 1 for the first load, one more at each successful reload. */
   readonly generation: number;
@@ -105,24 +108,12 @@ export interface LoadOptions {
  */
 export function loadDatabase(specs: readonly ListSpec[], options: LoadOptions): IpDatabase {
   const lists: LoadedList[] = [];
+  const sources: ListSource[] = [];
   for (const spec of specs) {
-    let bytes: Uint8Array;
-    try {
-      bytes = readFileSync(spec.file);
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      const why = code === "ENOENT"
-        ? "no such file"
-        : code === "EACCES"
-        ? "permission denied"
-        : code === "EISDIR"
-        ? "it is a directory"
-        : String((err as Error).message ?? err);
-      throw new ListError(spec.file, 0, `cannot read it: ${why}`);
-    }
-    const parsed = parseList(bytes, spec.file);
-    const count = parsed.entries.count;
-    if (count === 0 || parsed.format === undefined) {
+    const stamp = fileStamp(spec.file);
+    const { format, entries } = readList(spec.file);
+    const count = entries.count;
+    if (count === 0 || format === undefined) {
       throw new ListError(spec.file, 0, "it holds no address (an empty list is refused)");
     }
     const before = options.previous?.get(spec.file);
@@ -136,12 +127,38 @@ export function loadDatabase(specs: readonly ListSpec[], options: LoadOptions): 
         } % allowed (--max-shrink)`,
       );
     }
-    lists.push({ ...spec, format: parsed.format, entries: parsed.entries.finish(), count });
+    lists.push({ ...spec, format, count, stamp });
+    sources.push({ ...spec, entries: entries.data() });
   }
   return {
     generation: options.generation,
     loadedAt: Date.now(),
     lists,
-    table: buildTable(lists),
+    table: buildTable(sources),
   };
+}
+
+/**
+ * Reads and parses a list file.
+ *
+ * @param file The path.
+ * @returns Its format and entries.
+ * @throws {ListError} When it cannot be read or has a bad line.
+ */
+export function readList(file: string): ParsedList {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(file);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const why = code === "ENOENT"
+      ? "no such file"
+      : code === "EACCES"
+      ? "permission denied"
+      : code === "EISDIR"
+      ? "it is a directory"
+      : String((err as Error).message ?? err);
+    throw new ListError(file, 0, `cannot read it: ${why}`);
+  }
+  return parseList(bytes, file);
 }

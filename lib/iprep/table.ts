@@ -105,7 +105,7 @@ function wordAt(bytes: Uint8Array, i: number): number {
  * import { parseList } from "./formats.ts";
  *
  * const text = new TextEncoder().encode("192.0.2.0/24\n");
- * const entries = parseList(text, "block.txt").entries.finish();
+ * const entries = parseList(text, "block.txt").entries.data();
  * const table = new IpTable(buildTable([{ kind: "block", score: 0, entries }]));
  * table.v4(0xc0000205); // 0: 192.0.2.5 is blocked
  * table.v4(0xc0000305) === UNLISTED; // true
