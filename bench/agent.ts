@@ -11,6 +11,10 @@
  * - `2x`: the headline load with 2.x-style ids (one stream-id counter);
  * - `echo`: the headline load against `bench/echo.ts` on the same runtime
  *   (`load.ts --echo`): the runtime's limit. agent ÷ echo is the efficiency;
+ * - `spread`, `lists`: the headline load with NOTIFYs cycling through 65,536
+ *   random addresses (`load.ts --spread`), against the random service and
+ *   against the service with the synthetic lists of `bench/_lists.ts` (1 M
+ *   IPv4 + 100 k IPv6 CIDRs; issue 16 asks for lists ÷ random at least 0.95);
  * - `metrics`: the headline load against the agent with `--metrics`, scraped
  *   once a second during the run (compare with `headline`: issue 15 asks
  *   for at least 0.97 of its msgs/s);
@@ -40,7 +44,11 @@
  * @module
  */
 
+import { mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { writeLists } from "./_lists.ts";
 import {
   BUN,
   type CoreTimes,
@@ -68,7 +76,7 @@ import {
 } from "./_bench.ts";
 
 const USAGE =
-  `Usage: agent.ts [--runtime deno,bun] [--cells ${"headline,d1,c64,2x,metrics,echo,n2,half"}]
+  `Usage: agent.ts [--runtime deno,bun] [--cells ${"headline,d1,c64,2x,metrics,spread,lists,echo,n2,half"}]
                 [--seconds 3] [--warmup 1] [--repeats 3] [--retries 2] [--wait-idle 20]
                 [--json FILE]`;
 
@@ -96,6 +104,10 @@ interface CellSpec {
   half?: boolean;
   /** Run the agent with `--metrics` and scrape it once a second. */
   metrics?: boolean;
+  /** NOTIFYs cycle through this many random addresses (`load.ts --spread`). */
+  spread?: number;
+  /** Run the agent with the synthetic lists of `bench/_lists.ts`. */
+  lists?: boolean;
 }
 
 const HEADLINE = { connections: 16, depth: 16, ids: "3x" as const };
@@ -143,6 +155,25 @@ const CELLS: CellSpec[] = [
     pinned: true,
     ...HEADLINE,
     metrics: true,
+  },
+  {
+    id: "spread",
+    label: "16 × 16, 65,536 addresses",
+    target: "agent",
+    workers: 1,
+    pinned: true,
+    ...HEADLINE,
+    spread: 65536,
+  },
+  {
+    id: "lists",
+    label: "16 × 16, 65,536 addresses, lists",
+    target: "agent",
+    workers: 1,
+    pinned: true,
+    ...HEADLINE,
+    spread: 65536,
+    lists: true,
   },
   { id: "echo", label: "echo, 16 × 16", target: "echo", workers: 1, pinned: true, ...HEADLINE },
   {
@@ -334,6 +365,7 @@ async function measure(server: Server, spec: CellSpec, opts: Options, run: Run):
   ];
   if (spec.target === "echo") args.push("--echo");
   if (run.rate !== undefined) args.push("--rate", String(run.rate));
+  if (spec.spread !== undefined) args.push("--spread", String(spec.spread));
   const [cmd, cmdArgs] = pinned(spec.pinned ? LOAD_CPU : undefined, [BUN, args]);
   const child = new Deno.Command(cmd, {
     args: cmdArgs,
@@ -456,11 +488,18 @@ async function runOnce(
     : ["-p", "0", "-a", "127.0.0.1"];
   const metricsPort = spec.metrics ? await freePort() : 0;
   if (spec.metrics) serverArgs.push("--metrics", `127.0.0.1:${metricsPort}`);
+  if (spec.lists) { for (const file of listFiles()) serverArgs.push("--block", file); }
   let server: Server;
   try {
-    server = await startServer(
-      pinned(spec.pinned ? AGENT_CPU : undefined, serverCommand(runtime, spec.target, serverArgs)),
-    );
+    let command = serverCommand(runtime, spec.target, serverArgs);
+    // Deno may read lib/ only: the lists' folder too.
+    if (spec.lists) {
+      command = [
+        command[0],
+        command[1].map((a) => a === "--allow-read=lib" ? `--allow-read=lib,${LISTS_DIR}` : a),
+      ];
+    }
+    server = await startServer(pinned(spec.pinned ? AGENT_CPU : undefined, command));
   } catch (err) {
     run.problem = err instanceof Error ? err.message : String(err);
     return run;
@@ -482,6 +521,16 @@ async function runOnce(
     }
   }
   return run;
+}
+
+/** Where the synthetic lists are written, once per run. */
+const LISTS_DIR = mkdtempSync(path.join(tmpdir(), "spoa-bench-lists-"));
+let lists: string[] | undefined;
+
+/** The synthetic lists (1 M IPv4 + 100 k IPv6 CIDRs), written at first use. */
+function listFiles(): string[] {
+  lists ??= writeLists(LISTS_DIR);
+  return lists;
 }
 
 /** A port free on 127.0.0.1 now. */
@@ -562,6 +611,7 @@ try {
   }
 } finally {
   killLive();
+  rmSync(LISTS_DIR, { recursive: true, force: true });
 }
 
 // ---------------------------------------------------------------------------
@@ -710,6 +760,26 @@ if (metricRows.length > 0) {
     "| runtime | msgs/s | msgs/s with --metrics | with ÷ without | agent CPU ns per msg | with --metrics |",
     "|---|---:|---:|---:|---:|---:|",
     ...metricRows,
+  );
+}
+const listRows: string[] = [];
+for (const runtime of opts.runtimes) {
+  const a = find(runtime, "spread");
+  const l = find(runtime, "lists");
+  if (a === undefined || l === undefined) continue;
+  const nsPerMsg = (s: Summary) => (s.serverCpuPct / 100) * 1e9 / s.msgsPerSec;
+  listRows.push(
+    `| ${runtime} | ${fmt(a.msgsPerSec)} | ${fmt(l.msgsPerSec)} | ${
+      fmt(l.msgsPerSec / a.msgsPerSec, 3)
+    } | ${fmt(nsPerMsg(a))} | ${fmt(nsPerMsg(l))} |`,
+  );
+}
+if (listRows.length > 0) {
+  out.push(
+    "",
+    "| runtime | random msgs/s | with 1.1 M-entry lists | lists ÷ random | agent CPU ns per msg | with lists |",
+    "|---|---:|---:|---:|---:|---:|",
+    ...listRows,
   );
 }
 const halfRows: string[] = [];

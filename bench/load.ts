@@ -62,7 +62,7 @@ import {
   writeHaproxyHello,
 } from "../lib/spop.ts";
 
-const USAGE = `Usage: load.ts --port N [--host 127.0.0.1] [-c 16] [-d 16] [--seconds 5]
+const USAGE = `Usage: load.ts --port N [--host 127.0.0.1] [-c 16] [-d 16] [--seconds 5] [--spread N]
                [--warmup 1] [--ids 3x|2x] [--echo] [--rate N] [--transport bun|node] [--tls]`;
 
 /** Our max-frame-size in HAPROXY-HELLO (HAProxy's default). */
@@ -278,6 +278,8 @@ interface Options {
   rate: number;
   /** Sockets: Bun's own (`Bun.connect`) or `node:net`. */
   transport: "bun" | "node";
+  /** 0: each connection sends its own address; N: NOTIFYs cycle through N random addresses. */
+  spread: number;
 }
 
 function usage(message: string): never {
@@ -304,6 +306,7 @@ function parseOptions(argv: string[]): Options {
         tls: { type: "boolean", default: false },
         rate: { type: "string", default: "0" },
         transport: { type: "string" },
+        spread: { type: "string", default: "0" },
         help: { type: "boolean", short: "h", default: false },
       },
     }));
@@ -345,6 +348,7 @@ function parseOptions(argv: string[]): Options {
     tls: values.tls,
     rate: seconds("rate", values.rate, 0),
     transport,
+    spread: int("spread", values.spread, 0, 1 << 24),
   };
 }
 
@@ -467,6 +471,22 @@ function noteError(message: string): void {
   if (firstError === "") firstError = message;
 }
 
+/**
+ * `--spread N`: N addresses at random (a fixed seed), as 4 bytes each, that
+ * NOTIFYs cycle through (the last 4 bytes of the payload), so that an agent
+ * with lists looks up addresses all over its table rather than 16 hot ones.
+ */
+const SPREAD = (() => {
+  const out = new Uint8Array(opts.spread * 4);
+  let s = 12345;
+  for (let i = 0; i < out.length; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s >>> 24;
+  }
+  return out;
+})();
+let spreadAt = 0;
+
 /** One HAProxy-like connection. */
 class Conn {
   readonly sock: Transport;
@@ -553,6 +573,7 @@ class Conn {
     const w = this.writer;
     w.reset();
     const payload = this.payload;
+    const spread = SPREAD.length > 0;
     if (shared !== undefined) {
       for (let i = 0; i < count; i++) {
         const id = nextGlobalId++;
@@ -563,6 +584,10 @@ class Conn {
       const outstanding = this.outstanding;
       for (let i = 0; i < count; i++) {
         const seq = this.nextSeq++;
+        if (spread) {
+          payload.set(SPREAD.subarray(spreadAt, spreadAt + 4), payload.length - 4);
+          spreadAt = spreadAt + 4 === SPREAD.length ? 0 : spreadAt + 4;
+        }
         w.begin(FrameType.NOTIFY, 2 * seq + 1, 1).append(payload).end();
         outstanding.add(seq, 0, now);
       }
