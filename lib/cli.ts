@@ -9,7 +9,7 @@
 
 import { parseArgs } from "node:util";
 import { MAX_FRAME_SIZE_LIMIT, MIN_MAX_FRAME_SIZE } from "./spop/_constants.ts";
-import { parseServiceArgs } from "./iprep/agent.ts";
+import { parseServiceArgs, SERVICE_OPTIONS } from "./iprep/agent.ts";
 
 /** The usage text of `spoa -h`. */
 export const USAGE =
@@ -150,12 +150,8 @@ const OPTIONS = {
   dispatch: { type: "string" },
   "max-connections": { type: "string" },
   "handler-timeout": { type: "string" },
-  seed: { type: "string" },
-  block: { type: "string", multiple: true },
-  allow: { type: "string", multiple: true },
-  "default-score": { type: "string" },
-  "reload-interval": { type: "string" },
-  "max-shrink": { type: "string" },
+  // The built-in service's: --seed, the lists and their options.
+  ...SERVICE_OPTIONS,
   agent: { type: "string" },
   "log-format": { type: "string" },
   metrics: { type: "string" },
@@ -382,14 +378,7 @@ export function parseCli(argv: string[], env: Readonly<Record<string, string>> =
 }
 
 /** The built-in service's flags, passed on as its module arguments. */
-const SERVICE_FLAGS = [
-  "seed",
-  "block",
-  "allow",
-  "default-score",
-  "reload-interval",
-  "max-shrink",
-] as const;
+const SERVICE_FLAGS = Object.keys(SERVICE_OPTIONS) as (keyof typeof SERVICE_OPTIONS)[];
 
 /** Checks the built-in service's arguments as its module will read them. */
 function checkServiceArgs(args: string[]): void {

@@ -41,6 +41,16 @@ export const DEFAULT_RELOAD_SECONDS = 10;
 /** The share of a list's entries a reload may lose by default, in percent. */
 export const DEFAULT_MAX_SHRINK_PERCENT = 50;
 
+/** The service's arguments, as `parseArgs` options (the command line passes them on). */
+export const SERVICE_OPTIONS = {
+  seed: { type: "string" },
+  block: { type: "string", multiple: true },
+  allow: { type: "string", multiple: true },
+  "default-score": { type: "string" },
+  "reload-interval": { type: "string" },
+  "max-shrink": { type: "string" },
+} as const;
+
 /** The service's options, read from the module's arguments. */
 export interface ServiceOptions {
   seed: number | undefined;
@@ -71,14 +81,7 @@ export function parseServiceArgs(args: readonly string[]): ServiceOptions {
       args: [...args],
       strict: true,
       allowPositionals: false,
-      options: {
-        seed: { type: "string" },
-        block: { type: "string", multiple: true },
-        allow: { type: "string", multiple: true },
-        "default-score": { type: "string" },
-        "reload-interval": { type: "string" },
-        "max-shrink": { type: "string" },
-      },
+      options: SERVICE_OPTIONS,
     }));
   } catch (err) {
     throw new Error(`Cannot use the arguments of the IP-reputation service: ${oneLine(err)}`);

@@ -212,20 +212,21 @@ function gaugesOf(metrics: Metrics | undefined, specs: readonly ListSpec[]) {
     name: "spoa_iprep_last_reload_duration_seconds",
     help: "How long the last load of the lists took.",
   });
+  const last = (ok: boolean, ms: number) => {
+    lastOk.set(ok ? 1 : 0);
+    lastAt.set(Date.now() / 1000);
+    lastTook.set(ms / 1000);
+  };
   return {
     loaded(db: IpDatabase, ms: number) {
       db.lists.forEach((list, i) => perList[i]!.set(list.count));
       generation.set(db.generation);
       if (db.generation > 1) success.inc();
-      lastOk.set(1);
-      lastAt.set(Date.now() / 1000);
-      lastTook.set(ms / 1000);
+      last(true, ms);
     },
     failed(ms: number) {
       failure.inc();
-      lastOk.set(0);
-      lastAt.set(Date.now() / 1000);
-      lastTook.set(ms / 1000);
+      last(false, ms);
     },
   };
 }

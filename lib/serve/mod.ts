@@ -236,6 +236,26 @@ export async function serve(
 
 /** Adds the module setup's `reload()` to a server, and stops the setup with it. */
 function withSetup(server: Server, setup: ModuleSetup): Server {
+  return wrap(server, {
+    metricsPort: server.metricsPort,
+    reload: () => setup.reload(),
+    before: () => setup.close(),
+  });
+}
+
+/**
+ * A server that is `server` with a few more parts: a metrics port, a
+ * `reload()`, and what to do before and after its shutdown (once).
+ */
+function wrap(
+  server: Server,
+  more: {
+    metricsPort?: number | undefined;
+    reload?: () => void;
+    before?: () => void;
+    after?: () => Promise<void>;
+  },
+): Server {
   let stopping: Promise<void> | undefined;
   return {
     hostname: server.hostname,
@@ -243,11 +263,11 @@ function withSetup(server: Server, setup: ModuleSetup): Server {
     get connections() {
       return server.connections;
     },
-    ...(server.metricsPort === undefined ? {} : { metricsPort: server.metricsPort }),
-    reload: () => setup.reload(),
+    ...(more.metricsPort === undefined ? {} : { metricsPort: more.metricsPort }),
+    ...(more.reload === undefined ? {} : { reload: more.reload }),
     shutdown(graceMs?: number) {
-      setup.close();
-      stopping ??= server.shutdown(graceMs);
+      more.before?.();
+      stopping ??= server.shutdown(graceMs).finally(() => more.after?.());
       return stopping;
     },
   };
@@ -297,20 +317,11 @@ async function withEndpoint(
     throw err;
   }
   const { endpoint, draining } = started;
-  let stopping: Promise<void> | undefined;
-  return {
-    hostname: server.hostname,
-    port: server.port,
-    get connections() {
-      return server.connections;
-    },
+  return wrap(server, {
     metricsPort: endpoint.port,
-    shutdown(graceMs?: number) {
-      draining();
-      stopping ??= server.shutdown(graceMs).finally(() => endpoint.close());
-      return stopping;
-    },
-  };
+    before: draining,
+    after: () => endpoint.close(),
+  });
 }
 
 /** Checks `metrics` (an address for the endpoint) as it enters. */
