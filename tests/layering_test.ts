@@ -27,11 +27,13 @@ const LAYERS: readonly (readonly [pattern: string, layer: number])[] = [
   ["lib/metrics/agent.ts", 2],
   // L2–L5, lib/agent/: what handlers touch (message, reply, context handles), the
   // handler API, the per-connection state machine with its NOTIFYs in flight, option checks
+  ["lib/agent/session_options.ts", 2],
   ["lib/agent/message.ts", 2],
   ["lib/agent/reply.ts", 2],
   ["lib/agent/context.ts", 2],
   ["lib/agent/handler.ts", 3],
   ["lib/agent/_inflight.ts", 4],
+  ["lib/agent/_handshake.ts", 4],
   ["lib/agent/session.ts", 4],
   ["lib/agent/options.ts", 5],
   // L6–L7: runtime adapters (the only place for Deno.* / Bun.*)

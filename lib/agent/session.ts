@@ -25,15 +25,11 @@ import { InFlight, type InFlightHost, type Timers } from "./_inflight.ts";
 import type { ReplySlot } from "./reply.ts";
 import {
   decodeDisconnect,
-  decodeHaproxyHello,
   encodeName,
   type Frame,
   FrameScanner,
   FrameType,
   FrameWriter,
-  hasCapability,
-  negotiateMaxFrameSize,
-  pickVersion,
   SpopError,
   Status,
   VarScope,
@@ -41,79 +37,19 @@ import {
   writeDisconnect,
 } from "../spop.ts";
 import { Fragment, Reassembly } from "../spop/_fragments.ts";
+import type { SessionConfig } from "./session_options.ts";
+import { FRAME_NAMES, negotiate } from "./_handshake.ts";
 import { AgentMetrics } from "../metrics/agent.ts";
 
 export type { Timers } from "./_inflight.ts";
 
-/** How a session behaves. */
-export interface SessionOptions {
-  /** Our largest frame (`-m`); the answer is min(HAProxy's, this). */
-  maxFrameSize: number;
-  /** Announce `pipelining` when HAProxy offers it. */
-  pipelining: boolean;
-  /** Announce `async` when HAProxy offers it (HAProxy ≤ 3.0). */
-  async: boolean;
-  /** Announce `fragmentation` and reassemble fragmented NOTIFYs (HAProxy 2.x). */
-  fragmentation: boolean;
-  /** Milliseconds to wait for HAPROXY-HELLO before closing. */
-  helloTimeout: number;
-  /** Allow ACKs without actions (HAProxy 3.1.0 hangs on them, §7.3). */
-  emptyAcks: boolean;
-  /** NOTIFYs in flight on one connection before reading pauses. */
-  maxInFlight: number;
-  /** Queued output bytes before reading pauses. */
-  maxQueuedBytes: number;
-  /** The largest reassembled NOTIFY payload (with `fragmentation`). */
-  maxReassembledSize: number;
-  /**
-   * Milliseconds handlers of one NOTIFY may take before it is acknowledged
-   * without their actions (with a warning); 0 waits forever.
-   */
-  handlerTimeout: number;
-  /** Milliseconds a frame may stay incomplete before the connection is closed. */
-  frameTimeout: number;
-  /**
-   * Handlers still running after their NOTIFY was acknowledged at the
-   * deadline (late handlers) at which reading pauses until some finish.
-   */
-  maxLateHandlers: number;
-}
-
-/**
- * The test knobs of HAProxy's example agent (`-t`, `-f`), which the `spoa`
- * command keeps; an agent of one's own has no use for them.
- */
-export interface ReferenceKnobs {
-  /** Milliseconds to hold each ACK back (`-t`, to exercise HAProxy's timeouts). */
-  replyDelay: number;
-  /** Close with AGENT-DISCONNECT after this many NOTIFYs (`-f`); 0 never. */
-  closeAfterFrames: number;
-}
-
-/** Everything a session is configured with. */
-export type SessionConfig = SessionOptions & ReferenceKnobs;
-
-/** The defaults: those of HAProxy's example agent where it has one. */
-export const DEFAULT_SESSION_OPTIONS: Readonly<SessionOptions> = Object.freeze({
-  maxFrameSize: 16384,
-  pipelining: true,
-  async: false,
-  fragmentation: false,
-  helloTimeout: 5000,
-  emptyAcks: false,
-  maxInFlight: 1024,
-  maxQueuedBytes: 1 << 20,
-  maxReassembledSize: 1 << 20,
-  handlerTimeout: 50,
-  frameTimeout: 5000,
-  maxLateHandlers: 1024,
-});
-
-/** The knobs off: ACKs at once, connections never closed after N NOTIFYs. */
-export const DEFAULT_REFERENCE_KNOBS: Readonly<ReferenceKnobs> = Object.freeze({
-  replyDelay: 0,
-  closeAfterFrames: 0,
-});
+export {
+  DEFAULT_REFERENCE_KNOBS,
+  DEFAULT_SESSION_OPTIONS,
+  type ReferenceKnobs,
+  type SessionConfig,
+  type SessionOptions,
+} from "./session_options.ts";
 
 const GLOBAL_TIMERS: Timers = {
   setTimeout: (fn, ms) => setTimeout(fn, ms),
@@ -125,16 +61,6 @@ let unobserved: AgentMetrics | undefined;
 
 const State = { HELLO: 0, RUNNING: 1, DRAINING: 2, CLOSING: 3, CLOSED: 4 } as const;
 type State = typeof State[keyof typeof State];
-
-const TYPE_NAMES: Record<number, string> = {
-  [FrameType.UNSET]: "UNSET",
-  [FrameType.HAPROXY_HELLO]: "HAPROXY-HELLO",
-  [FrameType.HAPROXY_DISCONNECT]: "HAPROXY-DISCONNECT",
-  [FrameType.NOTIFY]: "NOTIFY",
-  [FrameType.AGENT_HELLO]: "AGENT-HELLO",
-  [FrameType.AGENT_DISCONNECT]: "AGENT-DISCONNECT",
-  [FrameType.ACK]: "ACK",
-};
 
 /** The write buffer's first size, and the largest kept after a burst or a large ACK. */
 const WRITER_BYTES = 1024;
@@ -375,7 +301,7 @@ export class Session implements ConnHandler {
   #frame(frame: Frame): void {
     this.#values[this.#metrics.framesIn[frame.type]!]!++;
     if (this.#log.debugEnabled) {
-      const name = TYPE_NAMES[frame.type] ?? `type ${frame.type}`;
+      const name = FRAME_NAMES[frame.type] ?? `type ${frame.type}`;
       const flags = (frame.fin ? "" : " no-FIN") + (frame.abort ? " ABORT" : "");
       this.#log.debug(
         `<- ${name} stream=${frame.streamId} frame=${frame.frameId} length=${frame.length}${flags}`,
@@ -403,7 +329,7 @@ export class Session implements ConnHandler {
       case FrameType.ACK:
         throw new SpopError(
           Status.INVALID_FRAME,
-          `Cannot accept ${TYPE_NAMES[frame.type]} frame after the handshake`,
+          `Cannot accept ${FRAME_NAMES[frame.type]} frame after the handshake`,
         );
       default:
         if (this.#log.debugEnabled) this.#log.debug(`skipping unknown frame type ${frame.type}`);
@@ -411,29 +337,8 @@ export class Session implements ConnHandler {
   }
 
   #hello(frame: Frame): void {
-    if (frame.type !== FrameType.HAPROXY_HELLO) {
-      throw new SpopError(
-        Status.INVALID_FRAME,
-        `Cannot start session: first frame is ${
-          TYPE_NAMES[frame.type] ?? `type ${frame.type}`
-        }, expected HAPROXY-HELLO`,
-      );
-    }
-    const hello = decodeHaproxyHello(frame);
-    if (pickVersion(hello.supportedVersions) === undefined) {
-      throw new SpopError(
-        Status.BAD_VERSION,
-        `Cannot start session: no 2.x version in "${hello.supportedVersions}"`,
-      );
-    }
-    const size = negotiateMaxFrameSize(hello.maxFrameSize, this.#opts.maxFrameSize);
-    const caps: string[] = [];
-    if (this.#opts.pipelining && hasCapability(hello.capabilities, "pipelining")) {
-      caps.push("pipelining");
-    }
-    if (this.#opts.async && hasCapability(hello.capabilities, "async")) caps.push("async");
-    if (this.#opts.fragmentation && !hello.healthcheck) {
-      caps.push("fragmentation");
+    const { hello, size, caps } = negotiate(frame, this.#opts);
+    if (caps.includes("fragmentation")) {
       this.#fragments = new Reassembly(this.#opts.maxReassembledSize);
     }
     const capabilities = caps.join(",");
