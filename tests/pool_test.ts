@@ -494,6 +494,101 @@ test(
   },
 );
 
+/** The cells of `_early_crash_worker.ts`'s shared memory. */
+const Cell = { GO: 0, WORKER_1: 1, WORKER_2: 2, REPLACEMENT_DIED: 3, COUNT: 4 } as const;
+
+for (const mode of MODES) {
+  test(
+    `startPool --dispatch ${mode} restarts a worker that died before the pool was up, and its replacement too`,
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const lines: string[] = [];
+      const deaths: Death[] = [];
+      const log = createLogger({
+        level: Level.DEBUG,
+        sink: (line) => {
+          lines.push(line);
+          const match = DIED.exec(line.replace(/^\S+ error /, ""));
+          if (match) {
+            deaths.push({
+              worker: Number(match[1]),
+              why: match[2]!,
+              delay: Number(match[3]),
+              at: Date.now(),
+            });
+          }
+        },
+      });
+      const cells = new Int32Array(new SharedArrayBuffer(4 * Cell.COUNT));
+      const starting = startPool({
+        workers: 2,
+        dispatch: mode,
+        hostname: "127.0.0.1",
+        port: 0,
+        config: CONFIG,
+        log,
+        workerUrl: new URL("./_early_crash_worker.ts", import.meta.url),
+        shared: cells.buffer,
+      });
+      let pool: Pool | undefined;
+      try {
+        // Worker 1 served, died, and its replacement died before it loaded,
+        // while worker 2 holds back its report that it serves.
+        await within(
+          Promise.race([
+            waitFor(
+              () => Atomics.load(cells, Cell.REPLACEMENT_DIED) === 1,
+              "worker 1's replacement to die",
+              PROCESS_WAIT_MS,
+            ),
+            starting.then(() => {
+              throw new Error("startPool resolved while worker 2 was held back");
+            }),
+          ]),
+          PROCESS_WAIT_MS,
+          () => `worker 1 to die twice; log:\n${lines.join("\n")}`,
+        );
+        // Time for the pool to see that death too, before worker 2 serves.
+        await sleep(300);
+        Atomics.store(cells, Cell.GO, 1);
+        pool = await within(
+          starting,
+          PROCESS_WAIT_MS,
+          () => `the pool to start; log:\n${lines.join("\n")}`,
+        );
+        // A hang guard: worker 1's third thread starts 200 ms after its second died.
+        const deadline = Date.now() + PROCESS_WAIT_MS;
+        while (pool.ready < 2) {
+          assert.ok(
+            Date.now() < deadline,
+            `timed out waiting for both workers to serve (${pool.ready} ready, ` +
+              `${pool.running} running); log:\n${lines.join("\n")}`,
+          );
+          await sleep(20);
+        }
+        assert.equal(Atomics.load(cells, Cell.WORKER_1), 3, "threads of worker 1");
+        assert.equal(Atomics.load(cells, Cell.WORKER_2), 1, "threads of worker 2");
+        assert.equal(pool.started, 4);
+        assert.equal(pool.running, 2);
+        assert.deepEqual(
+          deaths.map((d) => [d.worker, d.delay]),
+          [[1, 100], [1, 200]],
+          lines.join("\n"),
+        );
+        assert.match(deaths[0]!.why, /thread 1\) dies after it serves on purpose/);
+        assert.match(deaths[1]!.why, /thread 2\) dies before it loads on purpose/);
+        await within(pool.shutdown(1000), 2000 + WAIT_MS, () => "the pool to shut down");
+        pool = undefined;
+      } finally {
+        Atomics.store(cells, Cell.GO, 1);
+        await pool?.shutdown(0);
+        // Should it start after all, or later (shutting a pool down twice does nothing).
+        void starting.then((started) => started.shutdown(0), () => {});
+      }
+    },
+  );
+}
+
 /** What one client of the shutdown test saw. */
 interface LoadRun {
   acks: number;

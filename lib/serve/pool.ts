@@ -105,6 +105,12 @@ interface Slot {
   ready: boolean;
   startedAt: number;
   crashes: number;
+  /**
+   * Whether its worker is a replacement. A replacement is restarted however
+   * it dies, even while the pool starts: its slot served once, and nothing
+   * waits on its start phases.
+   */
+  replacement: boolean;
   /** Why its last worker died, until a new one starts. */
   death: string | undefined;
   /** Connections handed to this worker through the main thread, by id. */
@@ -156,6 +162,7 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
     ready: false,
     startedAt: 0,
     crashes: 0,
+    replacement: false,
     death: undefined,
     conns: new Map(),
     stopped: undefined,
@@ -167,7 +174,10 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
   let retired: MetricsSource | undefined;
   let port = options.port;
   let stopping = false;
-  /** Whether every worker started once; before that, failures are not retried. */
+  /**
+   * Whether every worker started once; before that, a first worker's failure
+   * to start is not retried (see `died`).
+   */
   let up = false;
   let started = 0;
   let next = 0;
@@ -293,9 +303,12 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
 
   /**
    * Cleans up after a dead worker and schedules its replacement. While the
-   * pool starts, a worker that fails to start is not retried: it fails the
-   * start instead, through the phase it was in or, dead between two phases,
-   * the next one. One that was ready and then died is replaced as usual.
+   * pool starts, a first worker that fails to start is not retried: it fails
+   * the start instead, through the phase it was in or, dead between two
+   * phases, the next one (`startPool` waits on both). One that was ready and
+   * then died is replaced as usual, and so is a replacement however it dies:
+   * `startPool` waits on no phase of it, so skipping it would leave its slot
+   * empty for good.
    */
   function died(slot: Slot, worker: Worker, why: string): void {
     if (slot.worker !== worker) return; // Already handled.
@@ -308,7 +321,7 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
     for (const conn of slot.conns.values()) conn.close();
     slot.conns.clear();
     slot.stopped?.();
-    if (stopping || (!up && !wasReady)) return;
+    if (stopping || (!up && !wasReady && !slot.replacement)) return;
     if (Date.now() - slot.startedAt > STABLE_MS) slot.crashes = 0;
     const delay = Math.min(MAX_RESTART_MS, FIRST_RESTART_MS * 2 ** slot.crashes);
     slot.crashes++;
@@ -319,6 +332,7 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
     slot.restart = setTimeout(() => {
       slot.restart = undefined;
       if (stopping || slot.worker !== undefined) return;
+      slot.replacement = true;
       start(slot).catch(() => {
         // died() already logged it and scheduled the next attempt.
       });
