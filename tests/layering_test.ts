@@ -41,7 +41,10 @@ const LAYERS: readonly (readonly [pattern: string, layer: number])[] = [
   ["lib/runtime/deno.ts", 6],
   ["lib/runtime/bun.ts", 6],
   ["lib/runtime/node.ts", 6],
-  ["lib/runtime/http.ts", 6],
+  ["lib/runtime/_http.ts", 6],
+  ["lib/runtime/http_node.ts", 6],
+  ["lib/runtime/http_deno.ts", 6],
+  ["lib/runtime/http.ts", 7],
   ["lib/runtime/mod.ts", 7],
   // L8–L9, lib/serve/: the server, agent modules, the worker pool and its workers
   ["lib/serve/server.ts", 8],

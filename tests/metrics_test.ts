@@ -172,7 +172,9 @@ test("spoa --metrics answers bad HTTP requests with 400, 404 and 405 and keeps s
     assert.match(post, /\r\nAllow: GET, HEAD\r\n/i);
     assert.equal(statusOf(await raw(port, "NOT HTTP AT ALL\r\n\r\n")), 400);
     assert.equal(
-      statusOf(await raw(port, `GET / HTTP/1.1\r\nX: ${"a".repeat(20_000)}\r\n\r\n`)),
+      statusOf(
+        await raw(port, `GET / HTTP/1.1\r\nConnection: close\r\nX: ${"a".repeat(20_000)}\r\n\r\n`),
+      ),
       431,
     );
     const head = await raw(port, GET("/metrics", "HEAD"));
