@@ -42,6 +42,7 @@ const LAYERS: readonly (readonly [pattern: string, layer: number])[] = [
   ["lib/runtime/bun.ts", 6],
   ["lib/runtime/node.ts", 6],
   ["lib/runtime/_http.ts", 6],
+  ["lib/runtime/files.ts", 6],
   ["lib/runtime/http_node.ts", 6],
   ["lib/runtime/http_deno.ts", 6],
   ["lib/runtime/http.ts", 7],

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { readFileSync, statSync } from "node:fs";
+import { readFileBytes, statFile } from "../runtime/files.ts";
 import { type Format, ListError, type ParsedList, parseList } from "./formats.ts";
 import { buildTable, type ListSource, type TableData } from "./table.ts";
 
@@ -79,12 +79,8 @@ export type FileStamp = string;
  * @returns A string that changes when the file does.
  */
 export function fileStamp(file: string): FileStamp {
-  try {
-    const stat = statSync(file);
-    return `${stat.mtimeMs}:${stat.size}:${stat.ino}`;
-  } catch {
-    return "missing";
-  }
+  const stat = statFile(file);
+  return stat === undefined ? "missing" : `${stat.mtimeMs}:${stat.size}:${stat.ino}`;
 }
 
 /** Options of {@linkcode loadDatabase}. */
@@ -148,7 +144,7 @@ export function loadDatabase(specs: readonly ListSpec[], options: LoadOptions): 
 export function readList(file: string): ParsedList {
   let bytes: Uint8Array;
   try {
-    bytes = readFileSync(file);
+    bytes = readFileBytes(file);
   } catch (err) {
     const code = (err as { code?: string }).code;
     const why = code === "ENOENT"
