@@ -13,22 +13,13 @@
  */
 
 import process from "node:process";
-import "../lib/serve/worker.ts";
-import type { Dispatch, FromWorker, ToWorker } from "../lib/serve/pool_protocol.ts";
+import type { Dispatch } from "../lib/serve/pool_protocol.ts";
+import { realWorker } from "./_pool_worker.ts";
 
 /** How long worker 1 lives after it reports that it serves. */
 const CRASH_AFTER_MS = 150;
 
-interface Scope {
-  onmessage: ((event: MessageEvent<ToWorker>) => void) | null;
-  postMessage(message: FromWorker, transfer?: Transferable[]): void;
-}
-
-const scope = globalThis as unknown as Scope;
-
-const real = scope.onmessage;
-if (real === null) throw new Error("lib/serve/worker.ts did not set onmessage");
-const realPost = scope.postMessage;
+const { scope, real, realPost } = realWorker();
 
 /** This worker's dispatch, when it is worker 1 (the one that crashes). */
 let crashing: Dispatch | undefined;
@@ -36,11 +27,11 @@ let crashing: Dispatch | undefined;
 scope.onmessage = (event) => {
   const message = event.data;
   if (message.type === "start" && message.id === 1) crashing = message.dispatch;
-  real.call(globalThis, event);
+  real(event);
 };
 
 scope.postMessage = (message, transfer = []) => {
-  realPost.call(globalThis, message, transfer);
+  realPost(message, transfer);
   const serves = message.type === "ready" ||
     (message.type === "loaded" && crashing === "streams");
   if (crashing === undefined || !serves) return;

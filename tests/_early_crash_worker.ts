@@ -17,23 +17,14 @@
  */
 
 import process from "node:process";
-import "../lib/serve/worker.ts";
-import type { Dispatch, FromWorker, ToWorker } from "../lib/serve/pool_protocol.ts";
+import type { Dispatch, ToWorker } from "../lib/serve/pool_protocol.ts";
+import { realWorker } from "./_pool_worker.ts";
 
 /** The cells (same numbers in `pool_test.ts`). */
 const GO = 0;
 const REPLACEMENT_DIED = 3;
 
-interface Scope {
-  onmessage: ((event: MessageEvent<ToWorker>) => void) | null;
-  postMessage(message: FromWorker, transfer?: Transferable[]): void;
-}
-
-const scope = globalThis as unknown as Scope;
-
-const real = scope.onmessage;
-if (real === null) throw new Error("lib/serve/worker.ts did not set onmessage");
-const realPost = scope.postMessage;
+const { scope, real, realPost } = realWorker();
 
 let id = 0;
 /** Which of its worker's threads this is, from 1. */
@@ -52,7 +43,7 @@ function die(why: string): void {
 
 scope.onmessage = (event) => {
   const message = event.data;
-  if (message.type !== "start") return real.call(globalThis, event);
+  if (message.type !== "start") return real(event);
   id = message.id;
   dispatch = message.dispatch;
   cells = new Int32Array(message.shared as SharedArrayBuffer);
@@ -61,18 +52,18 @@ scope.onmessage = (event) => {
     Atomics.store(cells, REPLACEMENT_DIED, 1);
     return die("dies before it loads");
   }
-  real.call(globalThis, { data: { ...message, shared: undefined } } as MessageEvent<ToWorker>);
+  real({ data: { ...message, shared: undefined } } as MessageEvent<ToWorker>);
 };
 
 scope.postMessage = (message, transfer = []) => {
   const serves = message.type === (dispatch === "streams" ? "loaded" : "ready");
   if (id === 2 && serves) {
     const held = () => {
-      if (Atomics.load(cells!, GO) === 1) realPost.call(globalThis, message, transfer);
+      if (Atomics.load(cells!, GO) === 1) realPost(message, transfer);
       else setTimeout(held, 10);
     };
     return held();
   }
-  realPost.call(globalThis, message, transfer);
+  realPost(message, transfer);
   if (id === 1 && thread === 1 && serves) die("dies after it serves");
 };

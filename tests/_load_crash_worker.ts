@@ -9,34 +9,24 @@
  */
 
 import process from "node:process";
-import "../lib/serve/worker.ts";
-import type { FromWorker, ToWorker } from "../lib/serve/pool_protocol.ts";
+import { realWorker } from "./_pool_worker.ts";
 
 /** How long worker 2 waits before it loads the agent. */
 const SLOW_START_MS = 500;
 
-interface Scope {
-  onmessage: ((event: MessageEvent<ToWorker>) => void) | null;
-  postMessage(message: FromWorker, transfer?: Transferable[]): void;
-}
-
-const scope = globalThis as unknown as Scope;
-
-const real = scope.onmessage;
-if (real === null) throw new Error("lib/serve/worker.ts did not set onmessage");
-const realPost = scope.postMessage;
+const { scope, real, realPost } = realWorker();
 let id = 0;
 
 scope.onmessage = (event) => {
   const message = event.data;
-  if (message.type !== "start") return real.call(globalThis, event);
+  if (message.type !== "start") return real(event);
   id = message.id;
-  if (id === 2) setTimeout(() => real.call(globalThis, event), SLOW_START_MS);
-  else real.call(globalThis, event);
+  if (id === 2) setTimeout(() => real(event), SLOW_START_MS);
+  else real(event);
 };
 
 scope.postMessage = (message, transfer = []) => {
-  realPost.call(globalThis, message, transfer);
+  realPost(message, transfer);
   if (id !== 1 || message.type !== "loaded") return;
   setTimeout(() => {
     process.removeAllListeners("uncaughtException");
