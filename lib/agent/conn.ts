@@ -101,6 +101,13 @@ export interface StreamPair {
   readonly writable: WritableStream<Uint8Array>;
   /** Closes the connection (when whoever got the streams is gone). */
   close(): void;
+  /**
+   * Settles once the connection is closed on this side: after the last bytes
+   * written to `writable` went to the socket, or after `close()`. Whoever
+   * holds the socket waits for it before ending, so that a worker's last
+   * frame (an AGENT-DISCONNECT at shutdown) is not lost on the way.
+   */
+  readonly closed: Promise<void>;
 }
 
 /** Opens a listener that hands each connection over as streams, to be transferred. */

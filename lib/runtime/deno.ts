@@ -91,20 +91,41 @@ export const listenStreams: ListenStreams = async (options, onConn) => {
   const listener = await denoListen(options, false);
   return acceptEach(listener, options, (conn) => {
     noDelay(conn);
+    let done!: () => void;
+    const closed = new Promise<void>((resolve) => done = resolve);
+    const close = () => {
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+      done();
+    };
     onConn({
       remote: remoteOf(conn),
       readable: readableOf(conn),
-      writable: conn.writable,
-      close: () => {
-        try {
-          conn.close();
-        } catch {
-          // Already closed.
-        }
-      },
+      writable: writableOf(conn, close),
+      close,
+      closed,
     });
   });
 };
+
+/**
+ * A connection's output as a stream (to be transferred): each chunk is
+ * written whole, and closing it closes the connection once what was written
+ * before has gone out, so that whoever holds the socket knows when it is done
+ * (Deno's own `conn.writable` does not tell).
+ */
+function writableOf(conn: AnyConn, close: () => void): WritableStream<Uint8Array> {
+  return new WritableStream<Uint8Array>({
+    async write(chunk) {
+      for (let at = 0; at < chunk.length;) at += await conn.write(chunk.subarray(at));
+    },
+    close,
+    abort: close,
+  });
+}
 
 function noDelay(conn: AnyConn): void {
   try {

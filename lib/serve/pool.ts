@@ -85,6 +85,8 @@ export interface Pool {
 }
 
 const FIRST_RESTART_MS = 100;
+/** At shutdown, how long sockets handed over as streams may take to send what workers wrote last. */
+const FLUSH_MS = 1000;
 const MAX_RESTART_MS = 10_000;
 /** A worker that ran this long is healthy again: its next crash restarts quickly. */
 const STABLE_MS = 30_000;
@@ -182,6 +184,8 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
   let started = 0;
   let next = 0;
   let shared = options.shared;
+  /** Connections handed over as streams (Deno's `streams`), until their socket closed here. */
+  const handedOver = new Set<Promise<void>>();
   /** Relayed connections (Bun's `streams`): the socket, and what it queues in shared memory. */
   const relays = new Map<number, { conn: Conn; queued: Int32Array }>();
 
@@ -403,6 +407,8 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
         if (slot === undefined) return pair.close();
         const cid = nextCid++;
         slot.conns.set(cid, pair); // Until the worker reports it "gone".
+        const closed = pair.closed.then(() => void handedOver.delete(closed));
+        handedOver.add(closed);
         send(slot, {
           type: "conn",
           cid,
@@ -480,12 +486,22 @@ export async function startPool(options: PoolOptions): Promise<Pool> {
         send(slot, { type: "shutdown", graceMs });
         let timer: ReturnType<typeof setTimeout> | undefined;
         const late = new Promise<void>((resolve) => timer = setTimeout(resolve, graceMs + 1000));
-        return Promise.race([done, late]).then(() => {
-          clearTimeout(timer);
-          slot.worker?.terminate();
-          slot.worker = undefined;
-        });
+        return Promise.race([done, late]).then(() => clearTimeout(timer));
       }));
+      // With streams on Deno the sockets are here: what workers wrote last
+      // (their AGENT-DISCONNECTs) still passes through this thread.
+      if (handedOver.size > 0) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          Promise.all(handedOver),
+          new Promise<void>((resolve) => timer = setTimeout(resolve, FLUSH_MS)),
+        ]);
+        clearTimeout(timer);
+      }
+      for (const slot of slots) {
+        slot.worker?.terminate();
+        slot.worker = undefined;
+      }
     },
   };
 }
