@@ -8,14 +8,8 @@
 import process from "node:process";
 import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
-import {
-  type CliOptions,
-  ENV_VARIABLES,
-  parseCli,
-  parseLookup,
-  USAGE,
-  UsageError,
-} from "./lib/cli.ts";
+import { type CliOptions, ENV_VARIABLES, parseCli, USAGE, UsageError } from "./lib/cli.ts";
+import { parseLookup } from "./lib/cli_lookup.ts";
 import { parseServiceArgs } from "./lib/iprep/agent.ts";
 import { explain } from "./lib/iprep/explain.ts";
 import { loadDatabase } from "./lib/iprep/lists.ts";

@@ -72,10 +72,12 @@ const LAYERS: readonly (readonly [pattern: string, layer: number])[] = [
   ["lib/iprep/reload.ts", 17],
   ["lib/iprep/mod.ts", 17],
   ["lib/iprep/agent.ts", 18],
-  // L19: the command line
+  // L19–L20: the command line (its usage text, flags, and `spoa lookup`)
+  ["lib/cli_usage.ts", 0],
   ["lib/cli.ts", 19],
-  // L20: the entry point, the only place that exits
-  ["main.ts", 20],
+  ["lib/cli_lookup.ts", 20],
+  // L21: the entry point, the only place that exits
+  ["main.ts", 21],
 ];
 
 /** Files that any file of the same layer may import. */
