@@ -17,7 +17,7 @@ import { readEnvironment } from "./lib/runtime/mod.ts";
 import { type Agent, AgentModuleError, createLogger, Level } from "./lib/mod.ts";
 import { errorText } from "./lib/agent/log.ts";
 import { loadAgentModule, logUncaught, moduleUrl, setupAgentModule } from "./lib/serve/module.ts";
-import { ModuleSetup, type Routes, SharedView } from "./lib/serve/setup.ts";
+import { ModuleSetup, type Routes } from "./lib/serve/setup.ts";
 import { type Pool, PoolStartError, startPool } from "./lib/serve/pool.ts";
 import { serveWith } from "./lib/serve/server.ts";
 import {
@@ -206,8 +206,7 @@ if (options.workers <= 1) {
   let agent: Agent;
   try {
     await setUp(0, registry);
-    const shared = new SharedView(moduleSetup.shared);
-    moduleSetup.onPublish((value) => shared.set(value));
+    const shared = moduleSetup.view();
     agent = await loadAgentModule(
       agentModule,
       { workerId: 0, workers: 0, args: agentArgs, log, metrics: registry, shared },

@@ -170,7 +170,7 @@ export function parseCli(argv: string[], env: Readonly<Record<string, string>> =
         throw new UsageError(`Invalid value for ${variable}: "${text}" (expected true or false)`);
       }
       given[long] = TRUE.includes(word);
-    } else given[long] = "multiple" in spec ? text.split(",").map((item) => item.trim()) : text;
+    } else given[long] = envValue(spec, text);
   }
   /** How a flag was given, for errors: `-p` or `SPOA_PORT`. */
   const named = (long: string, flag: string) => source[long] ?? flag;
@@ -250,11 +250,7 @@ export function parseCli(argv: string[], env: Readonly<Record<string, string>> =
       `Invalid value for ${named("agent", "--agent")}: "${agent}" (expected a path or URL)`,
     );
   }
-  const serviceArgs = SERVICE_FLAGS.flatMap((long) => {
-    const value = given[long] as string | string[] | undefined;
-    if (value === undefined) return [];
-    return (Array.isArray(value) ? value : [value]).flatMap((item) => [`--${long}`, item]);
-  });
+  const serviceArgs = asArgs(given, SERVICE_FLAGS);
   const serviceFlag = SERVICE_FLAGS.find((long) => given[long] !== undefined);
   if (agent !== undefined && serviceFlag !== undefined) {
     throw new UsageError(
@@ -315,6 +311,39 @@ export function parseCli(argv: string[], env: Readonly<Record<string, string>> =
     agent,
     agentArgs,
   };
+}
+
+/**
+ * A string flag's value from its environment variable: a list, comma-separated,
+ * for a repeatable flag.
+ *
+ * @param spec The flag's `parseArgs` option.
+ * @param text The variable's value.
+ * @returns What the flag would have given.
+ */
+export function envValue(
+  spec: { type: string; multiple?: boolean },
+  text: string,
+): string | string[] {
+  return spec.multiple ? text.split(",").map((item) => item.trim()) : text;
+}
+
+/**
+ * Flags' values as arguments again (`--block a --block b`).
+ *
+ * @param values Values by long name.
+ * @param longs The flags to take, in order.
+ * @returns The arguments.
+ */
+export function asArgs(
+  values: Readonly<Record<string, unknown>>,
+  longs: readonly string[],
+): string[] {
+  return longs.flatMap((long) => {
+    const value = values[long] as string | string[] | undefined;
+    if (value === undefined) return [];
+    return (Array.isArray(value) ? value : [value]).flatMap((item) => [`--${long}`, item]);
+  });
 }
 
 /** The built-in service's flags, passed on as its module arguments. */

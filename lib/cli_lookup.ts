@@ -7,7 +7,17 @@
 
 import { parseArgs } from "node:util";
 import { SERVICE_OPTIONS } from "./iprep/agent.ts";
-import { checkServiceArgs, describeParseError, envName, UsageError } from "./cli.ts";
+import {
+  asArgs,
+  checkServiceArgs,
+  describeParseError,
+  envName,
+  envValue,
+  UsageError,
+} from "./cli.ts";
+
+/** The flags of `spoa lookup` (and their variables). */
+const LIST_FLAGS = ["block", "allow", "default-score"] as const;
 
 /** What `spoa lookup` was asked. */
 export interface LookupOptions {
@@ -52,17 +62,14 @@ export function parseLookup(
       "spoa lookup needs one address, e.g. spoa lookup 192.0.2.1 --block drop.txt",
     );
   }
-  const serviceArgs: string[] = [];
-  for (const long of ["block", "allow", "default-score"] as const) {
-    const value = values[long] ??
-      (env[envName(long)] === undefined
-        ? undefined
-        : long === "default-score"
-        ? env[envName(long)]
-        : env[envName(long)]!.split(",").map((item) => item.trim()));
-    if (value === undefined) continue;
-    for (const item of Array.isArray(value) ? value : [value]) serviceArgs.push(`--${long}`, item);
+  const given: Record<string, unknown> = { ...values };
+  for (const long of LIST_FLAGS) {
+    const text = env[envName(long)];
+    if (given[long] === undefined && text !== undefined) {
+      given[long] = envValue(SERVICE_OPTIONS[long], text);
+    }
   }
+  const serviceArgs = asArgs(given, LIST_FLAGS);
   checkServiceArgs(serviceArgs);
   return { address: positionals[0]!, serviceArgs };
 }

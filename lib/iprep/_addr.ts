@@ -143,6 +143,15 @@ export function readIPv6(
 
 const GROUPS = new Array<number>(8).fill(0);
 
+/** Compares the 4-word addresses at `a[i]` and `b[j]`: negative, 0 or positive. */
+export function compareWords(a: Uint32Array, i: number, b: Uint32Array, j: number): number {
+  for (let k = 0; k < 4; k++) {
+    const d = a[i + k]! - b[j + k]!;
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
 /** Whether the words at `at` are an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`). */
 export function isMapped(words: Uint32Array, at: number): boolean {
   return words[at] === 0 && words[at + 1] === 0 && words[at + 2] === 0xffff;

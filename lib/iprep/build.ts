@@ -11,6 +11,7 @@
  * @module
  */
 
+import { compareWords } from "./_addr.ts";
 import { type EntriesData, NO_SCORE } from "./entries.ts";
 
 /** The score of an address on no list. */
@@ -133,14 +134,9 @@ export function intervalsV6(
   // Rank them: sort, then number the distinct ones.
   const order = new Uint32Array(total);
   for (let i = 0; i < total; i++) order[i] = i;
-  order.sort((a, b) => {
-    if (beyond[a] !== beyond[b]) return beyond[a]! - beyond[b]!;
-    for (let k = 0; k < 4; k++) {
-      const d = words[a * 4 + k]! - words[b * 4 + k]!;
-      if (d !== 0) return d;
-    }
-    return a - b;
-  });
+  const compare = (a: number, b: number) =>
+    beyond[a]! - beyond[b]! || compareWords(words, a * 4, words, b * 4);
+  order.sort((a, b) => compare(a, b) || a - b);
   const rank = new Float64Array(total);
   const points = new Uint32Array(total * 4);
   let distinct = 0;
@@ -148,10 +144,7 @@ export function intervalsV6(
   for (let j = 0; j < total; j++) {
     const i = order[j]!;
     const prev = j > 0 ? order[j - 1]! : -1;
-    const same = prev >= 0 && beyond[prev] === beyond[i] &&
-      words[prev * 4] === words[i * 4] && words[prev * 4 + 1] === words[i * 4 + 1] &&
-      words[prev * 4 + 2] === words[i * 4 + 2] && words[prev * 4 + 3] === words[i * 4 + 3];
-    if (!same) {
+    if (prev < 0 || compare(prev, i) !== 0) {
       if (beyond[i] === 1) end = distinct;
       else points.set(words.subarray(i * 4, i * 4 + 4), distinct * 4);
       distinct++;
@@ -173,13 +166,7 @@ export function intervalsV6(
       width,
       own: e.v6Score,
       score: list.score,
-      tie: (a, b) => {
-        for (let k = 0; k < 4; k++) {
-          const d = exact[a * 4 + k]! - exact[b * 4 + k]!;
-          if (d !== 0) return d;
-        }
-        return 0;
-      },
+      tie: (a, b) => compareWords(exact, a * 4, exact, b * 4),
     };
     for (let i = 0; i < n; i++) {
       lo[i] = rank[base + 2 * i]!;

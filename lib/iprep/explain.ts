@@ -6,7 +6,7 @@
  * @module
  */
 
-import { blockText, readIPv4, readIPv6, wordsToBig } from "./_addr.ts";
+import { blockText, isMapped, readIPv4, readIPv6, wordsToBig } from "./_addr.ts";
 import { type EntriesData, NO_SCORE } from "./entries.ts";
 import { fileStamp, type IpDatabase, type LoadedList, readList } from "./lists.ts";
 import { IpTable, UNLISTED } from "./table.ts";
@@ -64,9 +64,7 @@ export function readAddress(text: string): { bits: 32 | 128; value: bigint } | u
   if (v4 >= 0) return { bits: 32, value: BigInt(v4) };
   const words = new Uint32Array(4);
   if (!readIPv6(bytes, 0, bytes.length, words, 0)) return undefined;
-  if (words[0] === 0 && words[1] === 0 && words[2] === 0xffff) {
-    return { bits: 32, value: BigInt(words[3]!) };
-  }
+  if (isMapped(words, 0)) return { bits: 32, value: BigInt(words[3]!) };
   return { bits: 128, value: wordsToBig(words, 0) };
 }
 

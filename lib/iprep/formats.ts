@@ -25,7 +25,7 @@
  * @module
  */
 
-import { isMapped, readIPv4, readIPv6 } from "./_addr.ts";
+import { compareWords, isMapped, readIPv4, readIPv6 } from "./_addr.ts";
 import { EntriesBuilder, NO_SCORE } from "./entries.ts";
 
 /** The formats a list file can have. */
@@ -174,6 +174,7 @@ function detect(bytes: Uint8Array, s: number, e: number): Format {
 }
 
 const decoder = new TextDecoder();
+const encoder = new TextEncoder();
 
 /** Reads the lines of one file into its entries. */
 class LineParser {
@@ -296,7 +297,7 @@ class LineParser {
     if (record.type === "metadata") return;
     const cidr = record.cidr;
     if (typeof cidr !== "string") this.fail('a JSON line without a "cidr" string');
-    const text = new TextEncoder().encode(cidr);
+    const text = encoder.encode(cidr);
     const parser = new LineParser(text, this.file, this.entries);
     parser.line = this.line;
     parser.cidr(0, text.length, NO_SCORE);
@@ -362,13 +363,4 @@ class LineParser {
     }
     entries.addV6(W, 0, W, 4, this.line, score);
   }
-}
-
-/** Compares the 4-word addresses at `a[i]` and `b[j]`: negative, 0 or positive. */
-export function compareWords(a: Uint32Array, i: number, b: Uint32Array, j: number): number {
-  for (let k = 0; k < 4; k++) {
-    const d = a[i + k]! - b[j + k]!;
-    if (d !== 0) return d;
-  }
-  return 0;
 }

@@ -9,7 +9,6 @@
 import {
   type HttpAnswer,
   type HttpRoute,
-  type HttpServer,
   MAX_HEADER_BYTES,
   respond,
   type ServeHttp,
@@ -26,31 +25,24 @@ import {
  */
 export const serveDenoHttp: ServeHttp = (hostname, port, routes, onError) => {
   const abort = new AbortController();
-  return new Promise<HttpServer>((resolve, reject) => {
-    let server: Deno.HttpServer<Deno.NetAddr>;
-    try {
-      server = Deno.serve({
-        hostname,
-        port,
-        signal: abort.signal,
-        onListen: () => {},
-        onError: (err) => {
-          onError(err);
-          return reply({ status: 500, body: "internal error\n" }, false);
-        },
-      }, (request) => answer(request, routes));
-    } catch (err) {
-      reject(err);
-      return;
-    }
-    resolve({
-      hostname: server.addr.hostname,
-      port: server.addr.port,
-      async close() {
-        abort.abort();
-        await server.finished;
-      },
-    });
+  // Deno.serve binds at once, and throws when it cannot.
+  const server = Deno.serve({
+    hostname,
+    port,
+    signal: abort.signal,
+    onListen: () => {},
+    onError: (err) => {
+      onError(err);
+      return reply({ status: 500, body: "internal error\n" }, false);
+    },
+  }, (request) => answer(request, routes));
+  return Promise.resolve({
+    hostname: server.addr.hostname,
+    port: server.addr.port,
+    async close() {
+      abort.abort();
+      await server.finished;
+    },
   });
 };
 

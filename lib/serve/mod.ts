@@ -19,7 +19,7 @@ import {
 } from "../agent/options.ts";
 import type { SessionOptions } from "../agent/session.ts";
 import { loadAgentModule, moduleUrl, setupAgentModule } from "./module.ts";
-import { type ModuleSetup, SharedView } from "./setup.ts";
+import type { ModuleSetup } from "./setup.ts";
 import { startPool } from "./pool.ts";
 import type { Dispatch } from "./pool_protocol.ts";
 import { SERVE_KEYS, type Server, type ServerOptions, serveWith } from "./server.ts";
@@ -140,8 +140,7 @@ export async function serve(
     label,
   );
   if (workers <= 1) {
-    const shared = new SharedView(setup.shared);
-    setup.onPublish((value) => shared.set(value));
+    const shared = setup.view();
     let loaded: Agent;
     try {
       loaded = await loadAgentModule(

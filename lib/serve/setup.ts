@@ -114,6 +114,18 @@ export class ModuleSetup {
     this.#listeners.push(listener);
   }
 
+  /**
+   * What an agent on this thread sees of the shared value: the latest one,
+   * following every publish.
+   *
+   * @returns A view that follows this setup.
+   */
+  view(): SharedView {
+    const view = new SharedView(this.#shared);
+    this.onPublish((value) => view.set(value));
+    return view;
+  }
+
   /** Asks the module to reload (its `onReload` listeners run). */
   reload(): void {
     for (const listener of this.#reloads) {
