@@ -415,3 +415,71 @@ export function fmt(value: number | undefined, digits = 0): string {
     maximumFractionDigits: digits,
   });
 }
+
+/** A TCP port that was free on 127.0.0.1 a moment ago. */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/**
+ * Waits until `port` on 127.0.0.1 accepts a connection.
+ *
+ * @throws {Error} When `proc` exits first or the port is not open within `ms`.
+ */
+export async function waitForPort(
+  port: number,
+  proc: Proc,
+  what: string,
+  ms = READY_TIMEOUT_MS,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch {
+      // Not yet.
+    }
+    if (proc.done()) throw new Error(`${what} exited:\n${proc.log()}`);
+    if (Date.now() > deadline) throw new Error(`${what} not listening on ${port}:\n${proc.log()}`);
+    await sleep(50);
+  }
+}
+
+/**
+ * HAProxy's C example agent (`SPOA_C_AGENT_BIN`, which `.ci/run` points at
+ * `../shared/bin/spoa-example`), or undefined when unset.
+ */
+export function cAgentBin(): string | undefined {
+  return Deno.env.get("SPOA_C_AGENT_BIN") || undefined;
+}
+
+/**
+ * What the C agent runs with beside the port: one worker thread, as spoa's
+ * `-n 1` cells, and the `pipelining` capability (HAProxy offers it; without
+ * it the agent answers one NOTIFY per connection at a time).
+ */
+export const C_AGENT_ARGS: readonly string[] = ["-n", "1", "-c", "pipelining"];
+
+/**
+ * Starts HAProxy's C example agent on a free port of 127.0.0.1 (it prints no
+ * "listening on" line: the port is polled), optionally pinned with taskset.
+ *
+ * @throws {Error} When `SPOA_C_AGENT_BIN` is unset, or it does not listen in time.
+ */
+export async function startCAgent(cpus?: string, args = C_AGENT_ARGS): Promise<Server> {
+  const bin = cAgentBin();
+  if (bin === undefined) throw new Error("SPOA_C_AGENT_BIN is not set");
+  const port = freePort();
+  const proc = startProc(pinned(cpus, [bin, ["-p", String(port), ...args]]), { stdout: true });
+  try {
+    await waitForPort(port, proc, "the C agent");
+  } catch (err) {
+    await stopProc(proc, "SIGKILL");
+    throw err;
+  }
+  return { ...proc, port, ports: new Set([port]) };
+}

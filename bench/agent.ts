@@ -24,7 +24,12 @@
  *   pinned: the load generator shares the two cores with the workers;
  * - `half`, `half-echo`: the headline load paced at half the headline's
  *   median msgs/s (`load.ts --rate`), against the agent and against the echo
- *   server: the latency the agent adds at half capacity.
+ *   server: the latency the agent adds at half capacity;
+ * - `c-agent`, `c-agent-d1`: the headline load and the `d1` load against
+ *   HAProxy's C example agent (`SPOA_C_AGENT_BIN`, run as `-n 1 -c
+ *   pipelining`), pinned as spoa; they run once per repeat whatever the
+ *   runtimes, and are left out (with a note) when `SPOA_C_AGENT_BIN` is
+ *   unset. A table sets spoa beside it at both depths.
  *
  * For each run: msgs/s and latency quantiles from the load generator; the
  * server's CPU (utime+stime of all its threads, user and system apart) and
@@ -36,7 +41,7 @@
  *
  * ```sh
  * node_modules/deno/deno run -A bench/agent.ts [--runtime deno,bun]
- *   [--cells headline,d1,c64,2x,echo,n2,half] [--seconds 3] [--warmup 1] [--repeats 3]
+ *   [--cells headline,d1,c64,2x,echo,n2,half,c-agent,c-agent-d1] [--seconds 3] [--warmup 1] [--repeats 3]
  *   [--retries 2] [--wait-idle 20] [--json FILE]
  * ```
  *
@@ -53,6 +58,8 @@ import path from "node:path";
 import { writeLists } from "./_lists.ts";
 import {
   BUN,
+  C_AGENT_ARGS,
+  cAgentBin,
   type CoreTimes,
   coreTimes,
   diffTimes,
@@ -72,13 +79,14 @@ import {
   type Runtime,
   type Server,
   serverCommand,
+  startCAgent,
   startServer,
   stopServer,
   waitIdle,
 } from "./_bench.ts";
 
 const USAGE =
-  `Usage: agent.ts [--runtime deno,bun] [--cells ${"headline,d1,c64,2x,metrics,spread,lists,lists-spread,echo,n2,half"}]
+  `Usage: agent.ts [--runtime deno,bun] [--cells ${"headline,d1,c64,2x,metrics,spread,lists,lists-spread,echo,n2,half,c-agent,c-agent-d1"}]
                 [--seconds 3] [--warmup 1] [--repeats 3] [--retries 2] [--wait-idle 20]
                 [--json FILE]`;
 
@@ -96,7 +104,8 @@ const HALF = 0.5;
 interface CellSpec {
   id: string;
   label: string;
-  target: "agent" | "echo";
+  /** spoa, the runtime's echo server, or HAProxy's C example agent (`c-agent` cells). */
+  target: "agent" | "echo" | "c-agent";
   workers: number;
   pinned: boolean;
   connections: number;
@@ -188,6 +197,23 @@ const CELLS: CellSpec[] = [
   },
   { id: "echo", label: "echo, 16 × 16", target: "echo", workers: 1, pinned: true, ...HEADLINE },
   {
+    id: "c-agent",
+    label: "C agent, 16 × 16",
+    target: "c-agent",
+    workers: 1,
+    pinned: true,
+    ...HEADLINE,
+  },
+  {
+    id: "c-agent-d1",
+    label: "C agent, 16 × 1",
+    target: "c-agent",
+    workers: 1,
+    pinned: true,
+    ...HEADLINE,
+    depth: 1,
+  },
+  {
     id: "n2",
     label: "-n 2 unpinned, 16 × 16",
     target: "agent",
@@ -217,6 +243,8 @@ const CELLS: CellSpec[] = [
 
 interface Options {
   runtimes: Runtime[];
+  /** C agent cells were asked for but `SPOA_C_AGENT_BIN` is unset. */
+  cAgentSkipped: boolean;
   cells: CellSpec[];
   seconds: number;
   warmup: number;
@@ -236,7 +264,10 @@ function parseOptions(argv: string[]): Options {
     allowPositionals: false,
     options: {
       runtime: { type: "string", default: "deno,bun" },
-      cells: { type: "string", default: "headline,d1,c64,2x,metrics,echo,n2,half" },
+      cells: {
+        type: "string",
+        default: "headline,d1,c64,2x,metrics,echo,n2,half,c-agent,c-agent-d1",
+      },
       seconds: { type: "string", default: "3" },
       warmup: { type: "string", default: "1" },
       repeats: { type: "string", default: "3" },
@@ -263,7 +294,14 @@ function parseOptions(argv: string[]): Options {
     return n;
   };
   if (runtimes.length === 0 || ids.size === 0) usage("--runtime and --cells need a value");
+  const skipped = ids.has("c-agent") || ids.has("c-agent-d1") ? cAgentBin() === undefined : false;
+  if (skipped) {
+    ids.delete("c-agent");
+    ids.delete("c-agent-d1");
+    console.error("agent: SPOA_C_AGENT_BIN is not set: the C agent's cells are left out");
+  }
   return {
+    cAgentSkipped: skipped,
     runtimes: runtimes as Runtime[],
     cells: CELLS.filter((c) => ids.has(c.id)),
     seconds: num("seconds", values.seconds, 0.1),
@@ -289,9 +327,12 @@ interface LoadResult {
   firstError?: string;
 }
 
+/** What served a run: spoa (or the echo server) on a runtime, or the C agent. */
+type Serving = Runtime | "c";
+
 /** One run of one cell. */
 interface Run {
-  runtime: Runtime;
+  runtime: Serving;
   cell: string;
   repeat: number;
   attempt: number;
@@ -474,9 +515,18 @@ async function measure(server: Server, spec: CellSpec, opts: Options, run: Run):
   }
 }
 
+/** The command of spoa, or of the echo server, on a runtime. */
+function spoaCommand(runtime: Runtime, spec: CellSpec, args: string[]): [string, string[]] {
+  if (spec.target === "c-agent") throw new TypeError(`Cannot run cell "${spec.id}" on ${runtime}`);
+  const [cmd, cmdArgs] = serverCommand(runtime, spec.target, args);
+  // Deno may read lib/ only: the lists' folder too.
+  if (!spec.lists) return [cmd, cmdArgs];
+  return [cmd, cmdArgs.map((a) => a === "--allow-read=lib" ? `--allow-read=lib,${LISTS_DIR}` : a)];
+}
+
 /** One run: start the server, measure, stop it. */
 async function runOnce(
-  runtime: Runtime,
+  runtime: Serving,
   spec: CellSpec,
   opts: Options,
   repeat: number,
@@ -502,15 +552,12 @@ async function runOnce(
   if (spec.lists) { for (const file of listFiles()) serverArgs.push("--block", file); }
   let server: Server;
   try {
-    let command = serverCommand(runtime, spec.target, serverArgs);
-    // Deno may read lib/ only: the lists' folder too.
-    if (spec.lists) {
-      command = [
-        command[0],
-        command[1].map((a) => a === "--allow-read=lib" ? `--allow-read=lib,${LISTS_DIR}` : a),
-      ];
+    if (runtime === "c") {
+      server = await startCAgent(spec.pinned ? AGENT_CPU : undefined);
+    } else {
+      const command = spoaCommand(runtime, spec, serverArgs);
+      server = await startServer(pinned(spec.pinned ? AGENT_CPU : undefined, command));
     }
-    server = await startServer(pinned(spec.pinned ? AGENT_CPU : undefined, command));
   } catch (err) {
     run.problem = err instanceof Error ? err.message : String(err);
     return run;
@@ -561,7 +608,7 @@ const disturbed = (r: Run) =>
 
 /** Runs a cell once (plus retries while disturbed); returns the run kept. */
 async function runCell(
-  runtime: Runtime,
+  runtime: Serving,
   spec: CellSpec,
   opts: Options,
   repeat: number,
@@ -604,7 +651,14 @@ try {
   // Repeats outermost, so that slow drifts (and others' edits) spread over all cells.
   for (let repeat = 0; repeat < opts.repeats; repeat++) {
     for (const runtime of opts.runtimes) {
-      for (const spec of plain) runs.push(await runCell(runtime, spec, opts, repeat, undefined));
+      for (const spec of plain) {
+        if (spec.target !== "c-agent") {
+          runs.push(await runCell(runtime, spec, opts, repeat, undefined));
+        }
+      }
+    }
+    for (const spec of plain) {
+      if (spec.target === "c-agent") runs.push(await runCell("c", spec, opts, repeat, undefined));
     }
   }
   for (const runtime of opts.runtimes) {
@@ -629,7 +683,7 @@ try {
 // Report
 
 interface Summary {
-  runtime: Runtime;
+  runtime: Serving;
   cell: string;
   label: string;
   runs: number;
@@ -651,7 +705,7 @@ interface Summary {
 
 const notes: string[] = [];
 const summaries: Summary[] = [];
-for (const runtime of opts.runtimes) {
+for (const runtime of [...opts.runtimes, "c" as const]) {
   for (const spec of opts.cells) {
     const all = runs.filter((r) => r.runtime === runtime && r.cell === spec.id);
     if (all.length === 0) continue;
@@ -709,7 +763,7 @@ if (codes.length > 1) {
   );
 }
 
-const find = (runtime: Runtime, cell: string) =>
+const find = (runtime: Serving, cell: string) =>
   summaries.find((s) => s.runtime === runtime && s.cell === cell);
 
 const out: string[] = [];
@@ -800,6 +854,39 @@ if (listRows.length > 0) {
     ...listRows,
   );
 }
+const cRows: string[] = [];
+for (
+  const [spoaCell, cCell, load] of [
+    ["headline", "c-agent", "16 × 16"],
+    ["d1", "c-agent-d1", "16 × 1"],
+  ] as const
+) {
+  const c = find("c", cCell);
+  if (c === undefined) continue;
+  const spoa = opts.runtimes.map((runtime) => find(runtime, spoaCell));
+  const nsPerMsg = (s: Summary | undefined) =>
+    s === undefined ? undefined : (s.serverCpuPct / 100) * 1e9 / s.msgsPerSec;
+  cRows.push(
+    `| ${load} | ${fmt(c.msgsPerSec)}${c.marked ? " *" : ""} | ${
+      spoa.map((s) =>
+        `${fmt(s?.msgsPerSec)} | ${s === undefined ? "—" : fmt(s.msgsPerSec / c.msgsPerSec, 2)}`
+      )
+        .join(" | ")
+    } | ${fmt(nsPerMsg(c))} | ${spoa.map((s) => fmt(nsPerMsg(s))).join(" | ")} |`,
+  );
+}
+if (cRows.length > 0) {
+  const names = opts.runtimes.map((r) => (r === "deno" ? "Deno" : "Bun"));
+  out.push(
+    "",
+    `| load | C agent msgs/s | ${names.map((n) => `spoa ${n} msgs/s | ${n} ÷ C`).join(" | ")} | ` +
+      `C agent CPU ns per msg | ${names.map((n) => `spoa ${n} CPU ns per msg`).join(" | ")} |`,
+    `|---|---:|${names.map(() => "---:|---:").join("|")}|---:|${
+      names.map(() => "---:").join("|")
+    }|`,
+    ...cRows,
+  );
+}
 const halfRows: string[] = [];
 for (const runtime of opts.runtimes) {
   const a = find(runtime, "half");
@@ -834,9 +921,15 @@ out.push(
     `agent's core, charged to no process; resp/read is responses per load-generator read. ` +
     `Half rate: ${HALF * 100} % of the headline median, paced by a 1 ms timer; the echo ` +
     `server at the same rate is the floor (runtime + load generator + kernel). ` +
+    (opts.cells.some((c) => c.target === "c-agent")
+      ? `C agent: ${cAgentBin()} ${C_AGENT_ARGS.join(" ")} (pinned as spoa). `
+      : "") +
     `Code under test: ${codes.join(", ")}.` +
     (summaries.some((s) => s.marked) ? " * = see the notes." : ""),
 );
+if (opts.cAgentSkipped) {
+  notes.push("SPOA_C_AGENT_BIN is not set: the C agent's cells were left out.");
+}
 for (const note of notes) out.push(`- ${note}`);
 console.log(out.join("\n"));
 
