@@ -9,6 +9,9 @@
  */
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { cAgentBin } from "../tests/_builds.ts";
+
+export { cAgentBin };
 
 /** The repository root. */
 export const ROOT = new URL("../", import.meta.url).pathname;
@@ -447,14 +450,6 @@ export async function waitForPort(
     if (Date.now() > deadline) throw new Error(`${what} not listening on ${port}:\n${proc.log()}`);
     await sleep(50);
   }
-}
-
-/**
- * HAProxy's C example agent (`SPOA_C_AGENT_BIN`, which `.ci/run` points at
- * `../shared/bin/spoa-example`), or undefined when unset.
- */
-export function cAgentBin(): string | undefined {
-  return Deno.env.get("SPOA_C_AGENT_BIN") || undefined;
 }
 
 /**

@@ -52,7 +52,6 @@
  */
 
 import { mkdtempSync, rmSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { writeLists } from "./_lists.ts";
@@ -65,6 +64,7 @@ import {
   diffTimes,
   exitUsage,
   fmt,
+  freePort,
   killLive,
   list,
   live,
@@ -547,7 +547,7 @@ async function runOnce(
   const serverArgs = spec.target === "agent"
     ? ["-p", "0", "-a", "127.0.0.1", "-n", String(spec.workers)]
     : ["-p", "0", "-a", "127.0.0.1"];
-  const metricsPort = spec.metrics ? await freePort() : 0;
+  const metricsPort = spec.metrics ? freePort() : 0;
   if (spec.metrics) serverArgs.push("--metrics", `127.0.0.1:${metricsPort}`);
   if (spec.lists) { for (const file of listFiles()) serverArgs.push("--block", file); }
   let server: Server;
@@ -589,18 +589,6 @@ let lists: string[] | undefined;
 function listFiles(): string[] {
   lists ??= writeLists(LISTS_DIR);
   return lists;
-}
-
-/** A port free on 127.0.0.1 now. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 const disturbed = (r: Run) =>
