@@ -11,6 +11,7 @@
  * - `2x`: the headline load with 2.x-style ids (one stream-id counter);
  * - `echo`: the headline load against `bench/echo.ts` on the same runtime
  *   (`load.ts --echo`): the runtime's limit. agent ÷ echo is the efficiency;
+ *   `echo-d1` the same at 16 × 1 (compare with `d1`);
  * - `lists`: the headline load against the service with the synthetic lists
  *   of `bench/_lists.ts` (1 M IPv4 + 100 k IPv6 CIDRs); compare with
  *   `headline` (issue 16 asks for lists ÷ random at least 0.95);
@@ -86,7 +87,7 @@ import {
 } from "./_bench.ts";
 
 const USAGE =
-  `Usage: agent.ts [--runtime deno,bun] [--cells ${"headline,d1,c64,2x,metrics,spread,lists,lists-spread,echo,n2,half,c-agent,c-agent-d1"}]
+  `Usage: agent.ts [--runtime deno,bun] [--cells ${"headline,d1,c64,2x,metrics,spread,lists,lists-spread,echo,echo-d1,n2,half,c-agent,c-agent-d1"}]
                 [--seconds 3] [--warmup 1] [--repeats 3] [--retries 2] [--wait-idle 20]
                 [--json FILE]`;
 
@@ -196,6 +197,15 @@ const CELLS: CellSpec[] = [
     lists: true,
   },
   { id: "echo", label: "echo, 16 × 16", target: "echo", workers: 1, pinned: true, ...HEADLINE },
+  {
+    id: "echo-d1",
+    label: "echo, 16 × 1",
+    target: "echo",
+    workers: 1,
+    pinned: true,
+    ...HEADLINE,
+    depth: 1,
+  },
   {
     id: "c-agent",
     label: "C agent, 16 × 16",

@@ -11,7 +11,11 @@
  *   also `-n 2`; with `--transport tcp,unix` each over TCP and over a Unix
  *   socket, `-a unix:PATH` and HAProxy's `server ... unix@PATH`);
  * - HAProxy + HAProxy's C example agent (`SPOA_C_AGENT_BIN`, `-n 1 -c
- *   pipelining`, over TCP), left out with a note when that is unset.
+ *   pipelining`, over TCP), left out with a note when that is unset;
+ * - on request only (`--runtime floor-c,floor-deno,floor-bun`), HAProxy + a
+ *   floor agent (`bench/floor/`): fixed answers, no parsing, one read and one
+ *   write per ready connection, in C (built with `cc`) or on a runtime: what
+ *   any agent pays the kernel and the runtime, below spoa's own work.
  *
  * The cells with an agent use `bench/e2e/request.cfg` and
  * `bench/e2e/spoe-request.conf`: the shipped `haproxy/haproxy-request.cfg` and
@@ -44,7 +48,7 @@
  * which disturbs the figures when large.
  *
  * ```sh
- * node_modules/deno/deno run -A bench/e2e.ts [--runtime deno,bun,c] [--workers 1[,2]]
+ * node_modules/deno/deno run -A bench/e2e.ts [--runtime deno,bun,c[,floor-c,floor-deno,floor-bun]] [--workers 1[,2]]
  *   [-c 50] [--reps 3] [--seconds 5] [--warmup 1] [--wrk-threads 2]
  *   [--maxconn 100] [--timeout-processing 1s] [--shipped] [--setup NAME=CONFIG,SPOE]...
  *   [--lua] [--no-alone] [--transport tcp[,unix]] [--nbthread N] [--agent-arg <arg>]...
@@ -74,7 +78,9 @@ import { haproxyBuilds, usable } from "../tests/_builds.ts";
 import { measure, type MeasureOptions, type Run, WINDOW_SKIP_MS } from "./e2e/measure.ts";
 import { OTHER_CPU_WARN_PCT, summarize, tables } from "./e2e/report.ts";
 import {
+  AGENT_KINDS,
   type AgentKind,
+  agentName,
   type Setup,
   type Stack,
   type StackOptions,
@@ -84,7 +90,7 @@ import {
 } from "./e2e/stack.ts";
 
 const USAGE =
-  `Usage: e2e.ts [--runtime deno,bun,c] [--workers 1[,2]] [--transport tcp[,unix]] [-c 50] [--reps 3]
+  `Usage: e2e.ts [--runtime deno,bun,c[,floor-c,floor-deno,floor-bun]] [--workers 1[,2]] [--transport tcp[,unix]] [-c 50] [--reps 3]
               [--seconds 5] [--warmup 1] [--wrk-threads 2] [--maxconn 100]
               [--timeout-processing 1s] [--shipped] [--setup NAME=CONFIG,SPOE]... [--lua]
               [--no-alone] [--nbthread N] [--agent-arg <arg>]... [--wait-idle <seconds>]
@@ -175,7 +181,7 @@ function parseOptions(argv: string[]): Options {
   };
   const agents = list(values.runtime);
   for (const r of agents) {
-    if (r !== "deno" && r !== "bun" && r !== "c") usage(`unknown runtime "${r}"`);
+    if (!(AGENT_KINDS as readonly string[]).includes(r)) usage(`unknown runtime "${r}"`);
   }
   const workers = list(values.workers).map((w) => int("workers", w, 0));
   const transports = list(values.transport);
@@ -249,9 +255,9 @@ for (const haproxy of builds) {
     for (const transport of opts.transports) {
       for (const workers of opts.workers) {
         for (const agent of opts.agents) {
-          if (agent === "c") continue;
+          if (agent !== "deno" && agent !== "bun") continue;
           add(
-            `spoa ${agent === "deno" ? "Deno" : "Bun"} -n ${workers}${
+            `${agentName(agent)} -n ${workers}${
               transport === "unix" ? ", Unix socket" : ""
             }${named}`,
             { agent, workers, transport, setup },
@@ -259,7 +265,10 @@ for (const haproxy of builds) {
         }
       }
     }
-    if (opts.agents.includes("c")) add(`C agent${named}`, { agent: "c", setup });
+    // The C agent and the floor agents: TCP, one thread.
+    for (const agent of opts.agents) {
+      if (agent !== "deno" && agent !== "bun") add(`${agentName(agent)}${named}`, { agent, setup });
+    }
   }
 }
 

@@ -23,9 +23,35 @@ import {
   waitForPort,
 } from "../_bench.ts";
 import type { HaproxyBuild } from "../../tests/_builds.ts";
+import { floorFile } from "../floor/templates.ts";
 
-/** What answers HAProxy's NOTIFYs: spoa on a runtime, or the C example agent. */
-export type AgentKind = Runtime | "c";
+/**
+ * What answers HAProxy's NOTIFYs: spoa on a runtime, the C example agent, or
+ * a floor agent (`bench/floor/`: fixed answers, in C or on a runtime).
+ */
+export type AgentKind = Runtime | "c" | "floor-c" | "floor-deno" | "floor-bun";
+
+/** Every agent kind. */
+export const AGENT_KINDS: readonly AgentKind[] = [
+  "deno",
+  "bun",
+  "c",
+  "floor-c",
+  "floor-deno",
+  "floor-bun",
+];
+
+/** How an agent kind is named in tables. */
+export function agentName(kind: AgentKind): string {
+  return {
+    deno: "spoa Deno",
+    bun: "spoa Bun",
+    c: "C agent",
+    "floor-c": "floor C",
+    "floor-deno": "floor Deno",
+    "floor-bun": "floor Bun",
+  }[kind];
+}
 
 /** HAProxy and agent configuration files of a setup (paths from the root). */
 export interface Setup {
@@ -86,6 +112,27 @@ export const ALONE_CFG = "bench/e2e/alone.cfg";
 /** The agent's permissions under Deno, as `deno task start`. */
 const DENO_AGENT_FLAGS = ["--allow-net", "--allow-read=lib"];
 const START_TIMEOUT_MS = 15_000;
+let floorBin: string | undefined;
+
+/** `bench/floor/floor.c`, built once per run with `cc -O2` into a temporary folder. */
+function floorBinary(): string {
+  if (floorBin !== undefined) return floorBin;
+  const out = `${Deno.makeTempDirSync({ prefix: "spoa-floor-" })}/floor`;
+  let result: Deno.CommandOutput;
+  try {
+    result = new Deno.Command("cc", {
+      args: ["-O2", "-o", out, `${ROOT}bench/floor/floor.c`],
+      stdout: "piped",
+      stderr: "piped",
+    }).outputSync();
+  } catch (err) {
+    throw new Error(`cannot run cc to build the C floor agent (apt-get install -y gcc): ${err}`);
+  }
+  if (!result.success) {
+    throw new Error(`cc failed on bench/floor/floor.c: ${new TextDecoder().decode(result.stderr)}`);
+  }
+  return floorBin = out;
+}
 
 async function startAgent(
   variant: Variant,
@@ -95,6 +142,19 @@ async function startAgent(
   if (variant.agent === "c") {
     if (cAgentBin() === undefined) throw new Error("SPOA_C_AGENT_BIN is not set");
     const server = await startCAgent(undefined, C_AGENT_ARGS);
+    return { proc: server, address: `127.0.0.1:${server.port}` };
+  }
+  if (variant.agent === "floor-c") {
+    const file = `${dir}/floor.frames`;
+    Deno.writeFileSync(file, floorFile());
+    const server = await startServer([floorBinary(), ["-p", "0", "-f", file]]);
+    return { proc: server, address: `127.0.0.1:${server.port}` };
+  }
+  if (variant.agent === "floor-deno" || variant.agent === "floor-bun") {
+    const args = ["bench/floor/floor.ts", "-p", "0", "-a", "127.0.0.1"];
+    const server = await startServer(
+      variant.agent === "floor-deno" ? [DENO, ["run", "--allow-net", ...args]] : [BUN, args],
+    );
     return { proc: server, address: `127.0.0.1:${server.port}` };
   }
   const unix = variant.transport === "unix" ? `${dir}/spoa.sock` : undefined;
@@ -137,7 +197,9 @@ export async function startStack(variant: Variant, opts: StackOptions): Promise<
   const env: Record<string, string> = {
     HAPROXY_BIND: `127.0.0.1:${port}`,
     SPOA_ADDR: agent?.address ?? "127.0.0.1:9",
-    SPOE_CONF: `${ROOT}${variant.setup?.spoe ?? ""}`,
+    SPOE_CONF: (variant.setup?.spoe ?? "").startsWith("/")
+      ? variant.setup!.spoe
+      : `${ROOT}${variant.setup?.spoe ?? ""}`,
     AGENT_MAXCONN: String(opts.maxconn),
     SPOE_TIMEOUT_PROCESSING: opts.timeoutProcessing,
   };
