@@ -7,19 +7,20 @@
  *   same-runtime echo server, at 16 × 16 and 16 × 1) and `agent-latency.svg`
  *   (p50, p99, p99.9 of the same cells). Cells used: `headline`, `d1`,
  *   `echo`, `c-agent`, `c-agent-d1`; those missing are left out.
- * - `--e2e FILE`, rows in the {@linkcode E2eRow} format, as a JSON array or
- *   `{ "rows": [...], "subtitle": "...", "note": "..." }`: `e2e.svg`
+ * - `--e2e FILE`, what `bench/e2e.ts --json FILE` wrote (read through
+ *   {@linkcode e2eRowsOf}), or rows in the {@linkcode E2eRow} format, as a
+ *   JSON array or `{ "rows": [...], "subtitle": "...", "note": "..." }`: `e2e.svg`
  *   (requests per second as a fraction of HAProxy alone, per HAProxy
  *   version and agent, with the targets) and `e2e-latency.svg` (p50 and p99
- *   per HAProxy version and agent). `bench/e2e.ts --json`'s own format is
- *   not read yet: its adapter turns it into rows for {@linkcode e2eCharts}.
+ *   per HAProxy version and agent).
  *
  * To regenerate the committed charts after the benchmark runs behind
  * `bench/RESULTS.md`:
  *
  * ```sh
  * node_modules/deno/deno run -A bench/agent.ts --json /tmp/agent.json
- * node_modules/deno/deno task bench:charts --agent /tmp/agent.json [--e2e /tmp/e2e-rows.json]
+ * node_modules/deno/deno run -A bench/e2e.ts --json /tmp/e2e.json
+ * node_modules/deno/deno task bench:charts --agent /tmp/agent.json --e2e /tmp/e2e.json
  * ```
  *
  * `--out DIR` writes elsewhere than `bench/charts/`. The output depends only
@@ -98,6 +99,64 @@ export type Charts = Record<string, string>;
 export const E2E_TARGETS: Readonly<Record<string, number>> = { "2.6": 0.8, "3.4": 0.65 };
 
 const ALONE = "HAProxy alone";
+
+/** The part of `bench/e2e.ts --json`'s output that the charts read. */
+export interface E2eDump {
+  opts?: { reps?: number; seconds?: number; warmup?: number };
+  haproxy?: readonly string[];
+  summaries: readonly {
+    haproxy: string;
+    agent: string;
+    connections: number;
+    reqPerSec: number | null;
+    ratio: number | null;
+    p50us: number | null;
+    p99us: number | null;
+  }[];
+}
+
+/**
+ * Rows for {@linkcode e2eCharts} from `bench/e2e.ts --json`'s output, at one
+ * connection count (50 when it ran, else the first): spoa's `-n 1` cells
+ * become "spoa (Deno)" and "spoa (Bun)", "alone" becomes "HAProxy alone", and
+ * the floor agents (a diagnostic, `bench/floor/`) are left out.
+ *
+ * @example Two cells of one HAProxy
+ * ```ts
+ * import { e2eRowsOf } from "./charts.ts";
+ * const { rows } = e2eRowsOf({
+ *   summaries: [
+ *     { haproxy: "HAProxy 2.6.12", agent: "alone", connections: 50, reqPerSec: 80000, ratio: 1, p50us: 500, p99us: 2000 },
+ *     { haproxy: "HAProxy 2.6.12", agent: "spoa Bun -n 1", connections: 50, reqPerSec: 60000, ratio: 0.75, p50us: 700, p99us: 3000 },
+ *   ],
+ * });
+ * rows[1]!.agent; // "spoa (Bun)"
+ * ```
+ */
+export function e2eRowsOf(dump: E2eDump): { rows: E2eRow[]; subtitle: string } {
+  const counts = [...new Set(dump.summaries.map((s) => s.connections))];
+  const connections = counts.includes(50) ? 50 : counts[0];
+  const rows = dump.summaries
+    .filter((s) => s.connections === connections && !s.agent.startsWith("floor"))
+    .map((s) => ({
+      haproxy: s.haproxy.replace(/^HAProxy /, ""),
+      agent: s.agent === "alone"
+        ? ALONE
+        : s.agent.replace(/^spoa (Deno|Bun) -n 1$/, "spoa ($1)").replace(
+          /^spoa (Deno|Bun) (.+)$/,
+          "spoa ($1) $2",
+        ),
+      ratio: s.ratio ?? NaN,
+      reqPerSec: s.reqPerSec ?? NaN,
+      p50us: s.p50us ?? NaN,
+      p99us: s.p99us ?? NaN,
+    }));
+  const o = dump.opts ?? {};
+  const subtitle = `wrk -c ${connections} (keep-alive) → HAProxy with the per-request SPOE ` +
+    `filter → the agent, all on one 2-core machine; medians of ${o.reps ?? "?"} interleaved ` +
+    `rounds of ${o.seconds ?? "?"} s.`;
+  return { rows, subtitle };
+}
 const CELLS = [
   { spoa: "headline", c: "c-agent", echo: "echo", label: "16 connections × 16 NOTIFYs in flight" },
   { spoa: "d1", c: "c-agent-d1", echo: undefined, label: "16 connections × 1 in flight" },
@@ -323,8 +382,9 @@ const USAGE = `Usage: charts.ts [--agent FILE] [--e2e FILE] [--out DIR]
 
 Writes SVG charts from benchmark JSON (see the module doc of bench/charts.ts):
   --agent FILE  bench/agent.ts --json output → agent.svg, agent-latency.svg
-  --e2e FILE    end-to-end rows ([{haproxy, agent, ratio, reqPerSec, p50us, p99us}]
-                or {rows, subtitle, note}) → e2e.svg, e2e-latency.svg
+  --e2e FILE    bench/e2e.ts --json output, or end-to-end rows ([{haproxy, agent,
+                ratio, reqPerSec, p50us, p99us}] or {rows, subtitle, note})
+                → e2e.svg, e2e-latency.svg
   --out DIR     where to write them (default bench/charts/)`;
 
 function main(args: string[]): number {
@@ -357,11 +417,17 @@ function main(args: string[]): number {
     Object.assign(charts, agentCharts(dump));
   }
   if (values.e2e !== undefined) {
-    const input = readJson(values.e2e) as E2eRow[] | ({ rows: E2eRow[] } & E2eChartOptions);
+    const read = readJson(values.e2e) as
+      | E2eRow[]
+      | ({ rows: E2eRow[] } & E2eChartOptions)
+      | E2eDump;
+    const input = !Array.isArray(read) && "summaries" in read && Array.isArray(read.summaries)
+      ? e2eRowsOf(read)
+      : read as E2eRow[] | ({ rows: E2eRow[] } & E2eChartOptions);
     if (!Array.isArray(input) && !Array.isArray(input.rows)) {
       throw new TypeError(
-        `Cannot read end-to-end rows from "${values.e2e}": expected an array or { rows: [...] } ` +
-          "(bench/e2e.ts's own --json output needs its adapter first)",
+        `Cannot read end-to-end rows from "${values.e2e}": expected bench/e2e.ts --json output, ` +
+          "an array or { rows: [...] }",
       );
     }
     const { rows, ...options } = Array.isArray(input) ? { rows: input } : input;
