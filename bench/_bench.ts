@@ -12,6 +12,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { cAgentBin } from "../tests/_builds.ts";
 
 export { cAgentBin };
+export { fmt, median } from "./_format.ts";
 
 /** The repository root. */
 export const ROOT = new URL("../", import.meta.url).pathname;
@@ -401,22 +402,6 @@ export async function startServer(cmd: [string, string[]]): Promise<Server> {
 /** SIGTERM by pid, then SIGKILL if it is still there after the grace period. */
 export function stopServer(server: Server): Promise<Deno.CommandStatus> {
   return stopProc(server);
-}
-
-/** The median of some numbers (the mean of the middle two for an even count). */
-export function median(values: readonly number[]): number {
-  if (values.length === 0) return NaN;
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-/** A number for a table: fixed digits with thousands separators, "—" when missing. */
-export function fmt(value: number | undefined, digits = 0): string {
-  return value === undefined || !Number.isFinite(value) ? "—" : value.toLocaleString("en-US", {
-    minimumFractionDigits: digits,
-    maximumFractionDigits: digits,
-  });
 }
 
 /** A TCP port that was free on 127.0.0.1 a moment ago. */

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { fmt, median } from "../_bench.ts";
+import { fmt, median } from "../_format.ts";
 import type { Run } from "./measure.ts";
 import type { Variant } from "./stack.ts";
 
