@@ -7,14 +7,14 @@
  * (each NOTIFY comes back with its own ids).
  *
  * - Deno: `Deno.listen`, one loop per connection that reads into a reused
- *   buffer and writes the bytes back (looping over partial writes) before
- *   the next read.
+ *   buffer (`-b` bytes, 32 KiB by default) and writes the bytes back
+ *   (looping over partial writes) before the next read.
  * - Bun: `Bun.listen` with one shared set of handlers; `socket.write` may
  *   take part of the bytes, so the rest is queued (copied) and sent on
  *   `drain`, and later reads are queued behind it to keep the order.
  *
  * ```sh
- * node_modules/deno/deno run --allow-net bench/echo.ts -p 0 -a 127.0.0.1
+ * node_modules/deno/deno run --allow-net bench/echo.ts -p 0 -a 127.0.0.1 [-b 32768]
  * node_modules/bun/bin/bun.exe bench/echo.ts -p 0 -a 127.0.0.1
  * ```
  *
@@ -27,9 +27,7 @@
 import process from "node:process";
 import { parseArgs } from "node:util";
 
-const USAGE = "Usage: echo.ts [-p 0] [-a 127.0.0.1]";
-/** Bytes per read, as the agent's Deno adapter. */
-const READ_BUFFER_SIZE = 32 * 1024;
+const USAGE = "Usage: echo.ts [-p 0] [-a 127.0.0.1] [-b 32768]";
 
 function usage(message: string): never {
   process.stderr.write(`echo: ${message}\n${USAGE}\n`);
@@ -45,6 +43,7 @@ try {
     options: {
       port: { type: "string", short: "p", default: "0" },
       address: { type: "string", short: "a", default: "127.0.0.1" },
+      "read-buffer": { type: "string", short: "b", default: "32768" },
       help: { type: "boolean", short: "h", default: false },
     },
   }));
@@ -58,6 +57,11 @@ if (values.help) {
 const port = Number(values.port);
 if (!Number.isInteger(port) || port < 0 || port > 65535) usage(`bad port "${values.port}"`);
 const hostname = values.address;
+/** Bytes per read on Deno (one buffer per connection): the agent's adapter once read 32 KiB. */
+const readBufferSize = Number(values["read-buffer"]);
+if (!Number.isInteger(readBufferSize) || readBufferSize < 1) {
+  usage(`bad read buffer size "${values["read-buffer"]}"`);
+}
 
 function listening(runtime: string, host: string, boundPort: number): void {
   process.stderr.write(`echo (${runtime}) info listening on ${host}:${boundPort}\n`);
@@ -153,7 +157,7 @@ function serveBun(bun: BunApi): void {
 // Deno
 
 async function echoDeno(conn: Deno.TcpConn): Promise<void> {
-  const buf = new Uint8Array(READ_BUFFER_SIZE);
+  const buf = new Uint8Array(readBufferSize);
   try {
     conn.setNoDelay(true);
     for (;;) {

@@ -7,9 +7,17 @@
  * - RSS with 1,000 idle HAProxy-style connections: each sends a HAPROXY-HELLO,
  *   gets its AGENT-HELLO, then stays idle; VmRSS one second after the last
  *   AGENT-HELLO (and again after they are all closed);
+ * - RSS with 10,000 connections that each did a HELLO and one NOTIFY (and got
+ *   its ACK), then stay idle, as the pools of agent connections of a large
+ *   HAProxy 3.x setup do; measured in a start of its own;
  * - start-up time: from spawning the process to the first accepted
  *   connection (a tight `Deno.connect` retry loop on the port given with
  *   `-p`), and to the AGENT-HELLO answering a HELLO on it.
+ *
+ * The targets `deno-echo` and `bun-echo` are the runtime's floor: the bare
+ * echo server of `bench/echo.ts` (one read buffer of `--echo-read-buffer`
+ * bytes per connection on Deno) holding the same connections, each of which
+ * got its HELLO (and NOTIFY) echoed back. They have no start-up row.
  *
  * RSS figures are the median of `--rss-runs` starts, start-up times the
  * median of `--starts` starts. Before each start it waits (up to `--wait-idle`
@@ -20,16 +28,17 @@
  *
  * ```sh
  * node_modules/deno/deno run -A bench/memory.ts [--runtime deno,bun,bun-binary]
- *   [--connections 1000] [--rss-runs 3] [--starts 10] [--rebuild] [--wait-idle 10]
+ *   [--connections 1000] [--notify-connections 10000] [--rss-runs 3]
+ *   [--starts 10] [--rebuild] [--wait-idle 10] [--echo-read-buffer 32768]
  * ```
  *
- * Prints a markdown table on stdout; progress on stderr.
+ * Prints markdown tables on stdout; progress on stderr.
  *
  * @module
  */
 
-import { FrameScanner, FrameType, FrameWriter, writeHaproxyHello } from "../lib/spop.ts";
 import {
+  BUN,
   BUN_BINARY,
   DENO,
   exitUsage,
@@ -47,12 +56,16 @@ import {
   stopServer,
   waitIdle,
 } from "./_bench.ts";
+import { closeAll, handshake, notifyOnce } from "./_memory_client.ts";
 
-const USAGE = `Usage: memory.ts [--runtime deno,bun,bun-binary] [--connections 1000]
-                 [--rss-runs 3] [--starts 10] [--rebuild] [--wait-idle 10]`;
+const USAGE = `Usage: memory.ts [--runtime deno,bun,bun-binary,deno-echo,bun-echo]
+                 [--connections 1000] [--notify-connections 10000]
+                 [--rss-runs 3] [--starts 10] [--rebuild] [--wait-idle 10]
+                 [--echo-read-buffer 32768]`;
 
-type Target = "deno" | "bun" | "bun-binary";
-const TARGETS: readonly Target[] = ["deno", "bun", "bun-binary"];
+type Target = "deno" | "bun" | "bun-binary" | "deno-echo" | "bun-echo";
+const TARGETS: readonly Target[] = ["deno", "bun", "bun-binary", "deno-echo", "bun-echo"];
+const DEFAULT_TARGETS: readonly Target[] = ["deno", "bun", "bun-binary"];
 /** Descriptors beyond the connections: the runtime's own, stdio, the listener. */
 const FD_SLACK = 200;
 /** Connections opened at once (the listen backlog is finite). */
@@ -61,15 +74,19 @@ const OPEN_BATCH = 50;
 const SETTLE_MS = 1000;
 /** How long one start may take before the connect loop gives up. */
 const START_TIMEOUT_MS = 15_000;
+/** The agent's default `--max-connections`: above it the agent is given a higher one. */
+const AGENT_MAX_CONNECTIONS = 10_000;
 const REEXEC_ENV = "SPOA_BENCH_MEMORY_REEXEC";
 
 interface Options {
   targets: Target[];
   connections: number;
+  notifyConnections: number;
   rssRuns: number;
   starts: number;
   rebuild: boolean;
   waitIdle: number;
+  echoReadBuffer: number;
 }
 
 function usage(message: string): never {
@@ -81,12 +98,14 @@ function parseOptions(argv: string[]): Options {
     args: argv,
     allowPositionals: false,
     options: {
-      runtime: { type: "string", default: TARGETS.join(",") },
+      runtime: { type: "string", default: DEFAULT_TARGETS.join(",") },
       connections: { type: "string", default: "1000" },
+      "notify-connections": { type: "string", default: "10000" },
       "rss-runs": { type: "string", default: "3" },
       starts: { type: "string", default: "10" },
       rebuild: { type: "boolean", default: false },
       "wait-idle": { type: "string", default: "10" },
+      "echo-read-buffer": { type: "string", default: "32768" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -100,10 +119,12 @@ function parseOptions(argv: string[]): Options {
   return {
     targets: targets as Target[],
     connections: int("connections", values.connections, 0),
+    notifyConnections: int("notify-connections", values["notify-connections"], 0),
     rssRuns: int("rss-runs", values["rss-runs"], 1),
     starts: int("starts", values.starts, 1),
     rebuild: values.rebuild,
     waitIdle: int("wait-idle", values["wait-idle"], 0),
+    echoReadBuffer: int("echo-read-buffer", values["echo-read-buffer"], 1),
   };
 }
 
@@ -122,7 +143,7 @@ async function ensureFileLimit(need: number): Promise<void> {
   if (hard < need || Deno.env.get(REEXEC_ENV) !== undefined) {
     console.error(
       `memory: need ${need} open files, the limit is ${soft} (hard ${hard}); ` +
-        `use fewer --connections or raise the hard limit`,
+        `use fewer connections or raise the hard limit`,
     );
     Deno.exit(1);
   }
@@ -148,47 +169,19 @@ async function ensureFileLimit(need: number): Promise<void> {
   Deno.exit(status.code);
 }
 
-/** The HELLO HAProxy sends. */
-function helloBytes(): Uint8Array {
-  const w = new FrameWriter();
-  writeHaproxyHello(w, {
-    maxFrameSize: 16380,
-    capabilities: "pipelining",
-    engineId: crypto.randomUUID(),
-  });
-  return w.bytes().slice();
+function isEcho(target: Target): boolean {
+  return target === "deno-echo" || target === "bun-echo";
 }
 
-const HELLO = helloBytes();
-
-/** Sends HAPROXY-HELLO on `conn` and waits for the AGENT-HELLO. */
-async function handshake(conn: Deno.TcpConn): Promise<void> {
-  let off = 0;
-  while (off < HELLO.length) off += await conn.write(HELLO.subarray(off));
-  const scanner = new FrameScanner(1 << 20);
-  const buf = new Uint8Array(4096);
-  for (;;) {
-    const n = await conn.read(buf);
-    if (n === null) throw new Error("closed before AGENT-HELLO");
-    scanner.push(buf, n);
-    const frame = scanner.next();
-    if (frame === null) continue;
-    if (frame.type !== FrameType.AGENT_HELLO) {
-      throw new Error(`frame type ${frame.type} instead of AGENT-HELLO`);
-    }
-    while (scanner.next() !== null) { /* Drain. */ }
-    return;
+/** The server of a target, serving `count` connections at once. */
+function targetCommand(target: Target, count: number, echoReadBuffer: number): [string, string[]] {
+  const address = ["-p", "0", "-a", "127.0.0.1"];
+  if (target === "deno-echo") {
+    return [DENO, ["run", "--allow-net", "bench/echo.ts", ...address, "-b", `${echoReadBuffer}`]];
   }
-}
-
-function closeAll(conns: Deno.TcpConn[]): void {
-  for (const c of conns) {
-    try {
-      c.close();
-    } catch {
-      // Already closed.
-    }
-  }
+  if (target === "bun-echo") return [BUN, ["bench/echo.ts", ...address]];
+  const max = count > AGENT_MAX_CONNECTIONS ? ["--max-connections", `${count}`] : [];
+  return serverCommand(target, "agent", [...address, "-n", "1", ...max]);
 }
 
 interface RssRun {
@@ -197,11 +190,18 @@ interface RssRun {
   afterCloseMb: number;
 }
 
-/** One start: idle RSS, then with `count` idle connections, then after closing them. */
-async function rssRun(target: Target, count: number): Promise<RssRun> {
-  const server = await startServer(
-    serverCommand(target, "agent", ["-p", "0", "-a", "127.0.0.1", "-n", "1"]),
-  );
+/**
+ * One start: idle RSS, then with `count` connections that did their HELLO
+ * (and one NOTIFY each when `notify`), then after closing them.
+ */
+async function rssRun(
+  target: Target,
+  count: number,
+  notify: boolean,
+  echoReadBuffer: number,
+): Promise<RssRun> {
+  const server = await startServer(targetCommand(target, count, echoReadBuffer));
+  const echo = isEcho(target);
   const conns: Deno.TcpConn[] = [];
   try {
     await sleep(SETTLE_MS);
@@ -211,7 +211,8 @@ async function rssRun(target: Target, count: number): Promise<RssRun> {
         Array.from({ length: Math.min(OPEN_BATCH, count - i) }, async () => {
           const c = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
           conns.push(c);
-          await handshake(c);
+          await handshake(c, echo);
+          if (notify) await notifyOnce(c, echo);
         }),
       );
     }
@@ -242,7 +243,7 @@ interface StartRun {
 }
 
 /** Spawns the agent on a known port; times the first accepted connection and its AGENT-HELLO. */
-async function startRun(target: Target): Promise<StartRun> {
+async function startRun(target: "deno" | "bun" | "bun-binary"): Promise<StartRun> {
   const port = freePort();
   const [cmd, args] = serverCommand(target, "agent", [
     "-p",
@@ -288,7 +289,7 @@ async function startRun(target: Target): Promise<StartRun> {
     }
     const connectMs = performance.now() - t0;
     try {
-      await handshake(conn);
+      await handshake(conn, false);
     } finally {
       closeAll([conn]);
     }
@@ -325,11 +326,18 @@ async function ensureBinary(rebuild: boolean): Promise<string | undefined> {
 // Main
 
 const opts = parseOptions(Deno.args);
-await ensureFileLimit(opts.connections + FD_SLACK);
+await ensureFileLimit(Math.max(opts.connections, opts.notifyConnections) + FD_SLACK);
+
+/** The connection counts measured, and whether each connection sends a NOTIFY. */
+const points = [
+  { count: opts.connections, notify: false },
+  { count: opts.notifyConnections, notify: true },
+].filter((p) => p.count > 0);
 
 interface Row {
   target: Target;
-  rss: RssRun[];
+  /** One list of runs per point. */
+  rss: RssRun[][];
   starts: StartRun[];
   problem?: string;
 }
@@ -339,7 +347,7 @@ const notes: string[] = [];
 let busyStarts = 0;
 try {
   for (const target of opts.targets) {
-    const row: Row = { target, rss: [], starts: [] };
+    const row: Row = { target, rss: points.map(() => []), starts: [] };
     rows.push(row);
     if (target === "bun-binary") {
       const problem = await ensureBinary(opts.rebuild);
@@ -351,16 +359,19 @@ try {
       notes.push(`${BUN_BINARY} built ${built?.toISOString() ?? "?"}.`);
     }
     try {
-      for (let i = 0; i < opts.rssRuns; i++) {
-        console.error(`memory: ${target} RSS run ${i + 1}/${opts.rssRuns} ...`);
-        const r = await rssRun(target, opts.connections);
-        console.error(
-          `memory:   idle ${fmt(r.idleMb, 1)} MB, ${opts.connections} conns ${
-            fmt(r.loadedMb, 1)
-          } MB, after close ${fmt(r.afterCloseMb, 1)} MB`,
-        );
-        row.rss.push(r);
+      for (const [p, { count, notify }] of points.entries()) {
+        for (let i = 0; i < opts.rssRuns; i++) {
+          const what = `${count} conns${notify ? " with a NOTIFY each" : ""}`;
+          console.error(`memory: ${target} RSS run ${i + 1}/${opts.rssRuns}, ${what} ...`);
+          const r = await rssRun(target, count, notify, opts.echoReadBuffer);
+          console.error(
+            `memory:   idle ${fmt(r.idleMb, 1)} MB, ${what} ${fmt(r.loadedMb, 1)} MB, ` +
+              `after close ${fmt(r.afterCloseMb, 1)} MB`,
+          );
+          row.rss[p]!.push(r);
+        }
       }
+      if (target === "deno-echo" || target === "bun-echo") continue; // No start-up row.
       for (let i = 0; i < opts.starts; i++) {
         if (opts.waitIdle > 0 && !await waitIdle(opts.waitIdle)) busyStarts++;
         const s = await startRun(target);
@@ -382,36 +393,53 @@ const NAMES: Record<Target, string> = {
   deno: "deno (main.ts)",
   bun: "bun (main.ts)",
   "bun-binary": `bun compiled (${BUN_BINARY})`,
+  "deno-echo": `deno echo (bench/echo.ts -b ${opts.echoReadBuffer})`,
+  "bun-echo": "bun echo (bench/echo.ts)",
 };
-const n = opts.connections;
-const table = [
-  `| agent -n 1 | idle RSS MB | RSS with ${fmt(n)} idle conns MB | per conn KB | ` +
-  `after closing them MB | start → first connection ms | start → AGENT-HELLO ms | ` +
-  `(min–max) ms |`,
-  "|---|---:|---:|---:|---:|---:|---:|---:|",
+const rssTable = [
+  "| server -n 1 | connections | each did | idle RSS MB | RSS with the connections MB | " +
+  "per connection KB | after closing them MB |",
+  "|---|---:|---|---:|---:|---:|---:|",
 ];
 for (const row of rows) {
-  const idle = median(row.rss.map((r) => r.idleMb));
-  const loaded = median(row.rss.map((r) => r.loadedMb));
-  const after = median(row.rss.map((r) => r.afterCloseMb));
-  const perConn = n > 0 ? ((loaded - idle) * 1024) / n : NaN;
+  for (const [p, { count, notify }] of points.entries()) {
+    const runs = row.rss[p]!;
+    const idle = median(runs.map((r) => r.idleMb));
+    const loaded = median(runs.map((r) => r.loadedMb));
+    const after = median(runs.map((r) => r.afterCloseMb));
+    rssTable.push(
+      `| ${NAMES[row.target]}${row.problem ? " *" : ""} | ${fmt(count)} | ` +
+        `${notify ? "HELLO, one NOTIFY" : "HELLO"} | ${fmt(idle, 1)} | ${fmt(loaded, 1)} | ` +
+        `${fmt(((loaded - idle) * 1024) / count, 1)} | ${fmt(after, 1)} |`,
+    );
+  }
+}
+const startTable = [
+  "| agent -n 1 | start → first connection ms | start → AGENT-HELLO ms | (min–max) ms |",
+  "|---|---:|---:|---:|",
+];
+for (const row of rows) {
+  if (isEcho(row.target)) continue;
   const connect = row.starts.map((s) => s.connectMs);
-  table.push(
-    `| ${NAMES[row.target]}${row.problem ? " *" : ""} | ${fmt(idle, 1)} | ${fmt(loaded, 1)} | ${
-      fmt(perConn, 1)
-    } | ${fmt(after, 1)} | ${fmt(median(connect))} | ${
+  startTable.push(
+    `| ${NAMES[row.target]}${row.problem ? " *" : ""} | ${fmt(median(connect))} | ${
       fmt(median(row.starts.map((s) => s.helloMs)))
     } | ${connect.length ? `${fmt(Math.min(...connect))}–${fmt(Math.max(...connect))}` : "—"} |`,
   );
-  if (row.problem) notes.push(`${row.target}: ${row.problem}`);
 }
-console.log(table.join("\n"));
+for (const row of rows) if (row.problem) notes.push(`${row.target}: ${row.problem}`);
+console.log(rssTable.join("\n"));
 console.log();
+if (startTable.length > 2) {
+  console.log(startTable.join("\n"));
+  console.log();
+}
 console.log(
-  `RSS: VmRSS (/proc/<pid>/status) ${SETTLE_MS} ms after start, after the last of ${fmt(n)} ` +
-    `HELLO handshakes, and after closing them; median of ${opts.rssRuns} starts. Start-up: ` +
-    `spawn to the first successful connect (tight retry loop), and to the AGENT-HELLO on it; ` +
-    `median of ${opts.starts} starts. Nothing pinned.`,
+  `RSS: VmRSS (/proc/<pid>/status) ${SETTLE_MS} ms after start, after the last of the ` +
+    `connections got its AGENT-HELLO (or its ACK), and after closing them; each count in ` +
+    `starts of its own; median of ${opts.rssRuns} starts. Start-up: spawn to the first ` +
+    `successful connect (tight retry loop), and to the AGENT-HELLO on it; median of ` +
+    `${opts.starts} starts. Nothing pinned.`,
 );
 if (busyStarts > 0) {
   notes.push(`${busyStarts} start(s) began while other processes kept the machine busy.`);
