@@ -38,6 +38,7 @@ const LAYERS: readonly (readonly [pattern: string, layer: number])[] = [
   ["lib/agent/options.ts", 5],
   // L6–L7: runtime adapters (the only place for Deno.* / Bun.*)
   ["lib/runtime/_unix.ts", 6],
+  ["lib/runtime/_buffers.ts", 6],
   ["lib/runtime/deno.ts", 6],
   ["lib/runtime/bun.ts", 6],
   ["lib/runtime/node.ts", 6],

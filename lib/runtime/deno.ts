@@ -4,6 +4,12 @@
  * possible (`../shared/docs/platform.md`: Deno's `conn.write` may write part
  * of a buffer and is asynchronous, so output is copied and queued).
  *
+ * Memory per connection is kept small for pools of thousands of idle
+ * connections: a pending read holds its buffer, so each connection has its
+ * own, but it starts at 256 bytes and grows only when reads fill it
+ * (`_buffers.ts`); output buffers are lent by one pool per thread while
+ * output is in flight, so an idle connection holds none.
+ *
  * @module
  */
 
@@ -16,15 +22,11 @@ import type {
   ListenStreams,
 } from "../agent/conn.ts";
 import { prepareSocketPath, removeSocketPath, setSocketMode } from "./_unix.ts";
+import { BufferPool, READ_BUFFER_MAX, ReadBuffer } from "./_buffers.ts";
 
-/**
- * Bytes per read. Each idle connection holds one such buffer, so it is sized
- * for memory (1,000 idle connections cost 32 MB at 32 KiB): a read carries
- * a batch of NOTIFYs (34 bytes each for check-client-ip), and a larger frame
- * simply spans reads.
- */
-const READ_BUFFER_SIZE = 8 * 1024;
 const EMPTY = new Uint8Array(0);
+/** Output buffers of this thread's connections: 4 KiB each, kept up to 64 KiB, 1 MiB in all. */
+const OUTPUT = new BufferPool(4096, 64 * 1024, 1024 * 1024);
 /** Pause before accepting again after a failed accept (EMFILE and the like). */
 const ACCEPT_RETRY_MS = 50;
 /** How long a closing connection waits for the peer's FIN before it closes anyway. */
@@ -142,7 +144,7 @@ function noDelay(conn: AnyConn): void {
  * a buffer of its own (chunks are transferred to a worker).
  */
 function readableOf(conn: AnyConn): ReadableStream<Uint8Array> {
-  const buf = new Uint8Array(READ_BUFFER_SIZE);
+  const buf = new Uint8Array(READ_BUFFER_MAX);
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
@@ -231,11 +233,10 @@ class DenoConn implements Conn {
   readonly remote: string;
   readonly #conn: AnyConn;
   #handler: ConnHandler | undefined;
-  /** Output waiting for the next write (allocated on first use). */
+  /** Output waiting for the next write (lent by `OUTPUT` while there is some). */
   #out = EMPTY;
   #outLen = 0;
-  /** The buffer being written and how much of it is left. */
-  #spare = EMPTY;
+  /** Bytes of the buffer being written that are left. */
   #inWrite = 0;
   #writing = false;
   #closeRequested = false;
@@ -267,10 +268,9 @@ class DenoConn implements Conn {
     if (this.#closed || this.#closeRequested) return;
     const need = this.#outLen + length;
     if (need > this.#out.length) {
-      let size = Math.max(this.#out.length * 2, 4096);
-      while (size < need) size *= 2;
-      const grown = new Uint8Array(size);
-      grown.set(this.#out.subarray(0, this.#outLen));
+      const grown = OUTPUT.take(Math.max(need, 2 * this.#out.length));
+      if (this.#outLen > 0) grown.set(this.#out.subarray(0, this.#outLen));
+      OUTPUT.give(this.#out);
       this.#out = grown;
     }
     // The copy is needed anyway (Deno's write is asynchronous); a short
@@ -304,14 +304,14 @@ class DenoConn implements Conn {
   }
 
   async #readLoop(): Promise<void> {
-    const buf = new Uint8Array(READ_BUFFER_SIZE);
+    const rb = new ReadBuffer();
     try {
       while (!this.#closed) {
         if (this.#paused && !this.#halfClosed) {
           await new Promise<void>((resolve) => this.#wake = resolve);
           continue;
         }
-        const n = await this.#conn.read(buf);
+        const n = await this.#conn.read(rb.bytes);
         if (this.#closed) break;
         if (n === null) {
           if (this.#halfClosed) break; // Both sides are done.
@@ -320,7 +320,8 @@ class DenoConn implements Conn {
           this.#handler!.onEnd();
           return;
         }
-        if (!this.#halfClosed) this.#handler!.onData(buf, n);
+        if (!this.#halfClosed) this.#handler!.onData(rb.bytes, n);
+        rb.used(n);
       }
     } catch {
       // A reset or a read after close: both end the connection quietly.
@@ -334,8 +335,7 @@ class DenoConn implements Conn {
       while (this.#outLen > 0 && !this.#closed) {
         const buf = this.#out;
         const len = this.#outLen;
-        this.#out = this.#spare;
-        this.#spare = buf;
+        this.#out = EMPTY;
         this.#outLen = 0;
         this.#inWrite = len;
         let off = 0;
@@ -343,6 +343,7 @@ class DenoConn implements Conn {
           off += await this.#conn.write(buf.subarray(off, len));
           this.#inWrite = len - off;
         }
+        OUTPUT.give(buf); // Written: the next output of any connection may use it.
       }
     } catch {
       this.#writing = false;
@@ -374,6 +375,8 @@ class DenoConn implements Conn {
     this.#closed = true;
     clearTimeout(this.#linger);
     this.#outLen = this.#inWrite = 0;
+    OUTPUT.give(this.#out); // Not being written (the pump writes a buffer it took off #out).
+    this.#out = EMPTY;
     try {
       this.#conn.close();
     } catch {
