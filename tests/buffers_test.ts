@@ -17,6 +17,14 @@ import {
 import { Agent, createLogger, Level, serve } from "../lib/mod.ts";
 import { DataType, FrameType } from "../lib/spop.ts";
 import { concat, notifyBytes, SpopClient } from "./_spop_client.ts";
+import {
+  deferred,
+  haproxyHello,
+  notify,
+  settle,
+  startSession,
+  summary,
+} from "./_session_harness.ts";
 
 test("ReadBuffer doubles after each read that fills it, up to its largest size", () => {
   const rb = new ReadBuffer(256, 2048);
@@ -149,4 +157,40 @@ test("the runtime's sockets send a 60,000-byte ACK and 2,000 ACKs of one read, i
       assert.equal(next.actions?.[0]?.value, i % 50);
     }
   });
+});
+
+test("sessions whose ACKs wait for the same flush each send only their own", async () => {
+  const gate = deferred();
+  const agent = new Agent().on("wait", async (message, reply) => {
+    const id = message.int("id")!;
+    await gate.promise;
+    reply.setVar("txn", "id", id);
+  });
+  const sessions = Array.from({ length: 5 }, () => startSession(agent, {}, Level.ERROR));
+  sessions.forEach((h, i) => {
+    h.conn.feed(haproxyHello());
+    h.conn.feed(notify(1 + i, 1, [{ name: "wait", args: [["id", DataType.UINT32, i]] }]));
+  });
+  gate.resolve();
+  await settle();
+  sessions.forEach((h, i) => {
+    const frames = h.conn.frames();
+    assert.deepEqual(summary(frames), ["HELLO", `ACK ${1 + i}/1`]);
+    assert.equal(frames[1]!.actions?.[0]?.value, i);
+    assert.equal(h.session.bufferBytes, 0, "no buffer held once the ACK went out");
+  });
+});
+
+test("a thousand idle sessions hold no write buffer once their ACKs went out", async () => {
+  const agent = new Agent().on("n", () => {});
+  const sessions = Array.from({ length: 1000 }, () => startSession(agent, {}, Level.ERROR));
+  for (const h of sessions) {
+    h.conn.feed(haproxyHello());
+    h.conn.feed(notify(1, 1, [{ name: "n" }]));
+  }
+  await settle();
+  for (const h of sessions) {
+    assert.deepEqual(summary(h.conn.frames()), ["HELLO", "ACK 1/1"]);
+    assert.equal(h.session.bufferBytes, 0);
+  }
 });

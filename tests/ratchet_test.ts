@@ -10,6 +10,7 @@ import { Reassembly } from "../lib/spop/_fragments.ts";
 import { Agent } from "../lib/agent/handler.ts";
 import { Level } from "../lib/agent/log.ts";
 import { MessageSlot } from "../lib/agent/message.ts";
+import { pooledBytes } from "../lib/agent/_inflight.ts";
 import { ReplySlot } from "../lib/agent/reply.ts";
 import {
   DataType,
@@ -138,4 +139,6 @@ test("a session serves a 1 MiB NOTIFY and a 100 KB ACK, then holds small buffers
   await settle();
   const held = h.session.bufferBytes;
   assert.ok(held < 100 * 1024, `${held} bytes held after the large frames (3 MiB went through)`);
+  const pooled = pooledBytes();
+  assert.ok(pooled < 100 * 1024, `${pooled} bytes pooled after the large frames`);
 });

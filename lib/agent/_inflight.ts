@@ -63,6 +63,29 @@ export interface InFlightOptions {
 /** Plain calls on this thread so far, every connection's, for sampling their durations. */
 let plainCalls = 0;
 
+/**
+ * Pendings not in use, shared by this thread's connections: an idle
+ * connection holds none. A NOTIFY handled at once takes `spare` and gives it
+ * back before the next one arrives, without touching `pool`.
+ */
+let spare: Pending | undefined;
+const pool: Pending[] = [];
+/** Pendings kept in `pool` at most (more are in use only when as many NOTIFYs wait). */
+const MAX_POOLED = 1024;
+
+/**
+ * What every connection of this thread shares while it reads a NOTIFY: the
+ * message reader, and the handles of plain-function calls, armed during a
+ * call only. A NOTIFY is read and its plain handlers called within one
+ * `onData`, which no other connection's code can interrupt.
+ */
+const reader = new MessageReader();
+const plainMessage = new Message();
+const plainReply = new Reply();
+const plainContext = new Context();
+/** Whether the plain-call handles may be armed (see {@linkcode InFlight.sealPlain}). */
+let plainArmed = false;
+
 /** One NOTIFY waiting for its handlers; reused once done. */
 class Pending implements ContextSlot {
   streamId: number | bigint = 0;
@@ -108,20 +131,10 @@ export class InFlight {
   readonly #timers: Timers;
   readonly #metrics: AgentMetrics;
   readonly #values: Float64Array;
-  readonly #reader = new MessageReader();
-  readonly #pool: Pending[] = [];
-  /** One pooled Pending kept apart: NOTIFYs handled at once reuse it without touching the pool. */
-  #spare: Pending | undefined;
   readonly #active: Pending[] = [];
-  /** The handles of plain-function calls, armed during a call only. */
-  readonly #message = new Message();
-  readonly #reply = new Reply();
-  readonly #context = new Context();
   #connection: ConnectionInfo | undefined;
   /** The NOTIFY answered at once, until its ACK is written. */
   #answering: Pending | undefined;
-  /** Whether the plain-call handles may be armed (see {@linkcode InFlight.sealPlain}). */
-  #armed = false;
   /** Handlers still running after their NOTIFY was done (deadline or close). */
   #late = 0;
 
@@ -147,14 +160,9 @@ export class InFlight {
     return this.#late;
   }
 
-  /** Bytes held by pooled replies and message copies (to check they shrink back). */
+  /** Bytes held by the replies and message copies of NOTIFYs in flight. */
   get bufferBytes(): number {
-    let n = 0;
-    for (const p of this.#spare === undefined ? this.#pool : this.#pool.concat(this.#spare)) {
-      n += p.reply.writer.capacity;
-      for (const m of p.messages) n += m.copyCapacity;
-    }
-    return n;
+    return bytesOf(this.#active);
   }
 
   /** Timers armed for NOTIFYs (deadlines and `-t` delays). */
@@ -197,7 +205,7 @@ export class InFlight {
     frameId: number | bigint,
   ): ReplySlot | null {
     const pending = this.#acquire(streamId, frameId);
-    const reader = this.#reader.reset(buf, start, end);
+    reader.reset(buf, start, end);
     for (;;) {
       try {
         if (!reader.next()) break;
@@ -256,16 +264,16 @@ export class InFlight {
   }
 
   #callPlain(pending: Pending, entry: HandlerEntry, slot: MessageSlot): void {
-    const message = this.#message;
+    const message = plainMessage;
     message[INTERNAL](slot);
-    this.#reply[INTERNAL](pending.reply);
-    if (entry.wantsContext) this.#context[INTERNAL](pending);
-    this.#armed = true;
+    plainReply[INTERNAL](pending.reply);
+    if (entry.wantsContext) plainContext[INTERNAL](pending);
+    plainArmed = true;
     let result: void | PromiseLike<void>;
     // One plain call in PLAIN_SAMPLE is timed, and stands for the others.
     const start = this.#metrics.timing && ++plainCalls % PLAIN_SAMPLE === 0 ? performance.now() : 0;
     try {
-      result = entry.fn(message, this.#reply, this.#context);
+      result = entry.fn(message, plainReply, plainContext);
     } catch (err) {
       this.#failed(entry, err);
       return;
@@ -283,11 +291,11 @@ export class InFlight {
    * this before it returns, so that nothing a handler kept works later.
    */
   sealPlain(): void {
-    if (!this.#armed) return;
-    this.#armed = false;
-    this.#message[INTERNAL](null);
-    this.#reply[INTERNAL](null);
-    this.#context[INTERNAL](null);
+    if (!plainArmed) return;
+    plainArmed = false;
+    plainMessage[INTERNAL](null);
+    plainReply[INTERNAL](null);
+    plainContext[INTERNAL](null);
   }
 
   /** A plain function returned a promise: its handles are sealed already, so it cannot answer. */
@@ -465,15 +473,10 @@ export class InFlight {
 
   #acquire(streamId: number | bigint, frameId: number | bigint): Pending {
     // The spare is the Pending of the NOTIFY before, when it was handled at once.
-    let pending = this.#spare;
-    if (pending !== undefined) this.#spare = undefined;
-    else {
-      pending = this.#pool.pop();
-      if (pending === undefined) {
-        pending = new Pending();
-        pending.connection = this.#connection!;
-      }
-    }
+    let pending = spare;
+    if (pending !== undefined) spare = undefined;
+    else pending = pool.pop() ?? new Pending();
+    pending.connection = this.#connection!;
     pending.streamId = streamId;
     pending.frameId = frameId;
     return pending;
@@ -517,7 +520,27 @@ export class InFlight {
       for (let i = 0; i < used; i++) messages[i]!.release();
       pending.used = 0;
     }
-    if (this.#spare === undefined) this.#spare = pending;
-    else this.#pool.push(pending);
+    if (spare === undefined) spare = pending;
+    else if (pool.length < MAX_POOLED) pool.push(pending);
   }
+}
+
+/** Bytes held by the replies and message copies of some Pendings. */
+function bytesOf(pendings: readonly Pending[]): number {
+  let n = 0;
+  for (const p of pendings) {
+    n += p.reply.writer.capacity;
+    for (const m of p.messages) n += m.copyCapacity;
+  }
+  return n;
+}
+
+/**
+ * Bytes held by this thread's pooled replies and message copies (to check
+ * that they shrink back after a large frame).
+ *
+ * @returns The bytes.
+ */
+export function pooledBytes(): number {
+  return bytesOf(spare === undefined ? pool : [...pool, spare]);
 }

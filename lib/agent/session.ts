@@ -65,6 +65,21 @@ type State = typeof State[keyof typeof State];
 /** The write buffer's first size, and the largest kept after a burst or a large ACK. */
 const WRITER_BYTES = 1024;
 const WRITER_KEEP_BYTES = 64 * 1024;
+/**
+ * Write buffers of this thread's sessions. A session holds one only from its
+ * first frame written to the flush (the connection copies or sends the bytes
+ * at once), so an idle connection holds none, and a read's ACKs still leave
+ * in one write.
+ */
+const writers: FrameWriter[] = [];
+/** Writers kept in `writers` at most (more are in use only when as many flushes wait). */
+const MAX_POOLED_WRITERS = 64;
+
+/**
+ * The frozen capability lists handlers see, one per combination (at most 8):
+ * every connection with the same capabilities shares one.
+ */
+const capabilityLists = new Map<string, readonly string[]>();
 
 /** The variable an otherwise empty ACK unsets: `txn.<prefix>._`, which never exists. */
 const PADDING_NAME = encodeName("_");
@@ -85,12 +100,20 @@ export class Session implements ConnHandler {
   readonly #log: Logger;
   readonly #timers: Timers;
   readonly #scanner: FrameScanner;
-  readonly #writer = new FrameWriter(WRITER_BYTES);
+  /** Lent by `writers` while there is output to flush. */
+  #writer: FrameWriter | undefined;
   readonly #inflight: InFlight;
   readonly #metrics: AgentMetrics;
   readonly #values: Float64Array;
-  readonly #closed: Promise<void>;
-  #resolveClosed!: () => void;
+  /** Made when first asked for (a server uses `onClosed`, which costs a connection less). */
+  #closed: Promise<void> | undefined;
+  #resolveClosed: (() => void) | undefined;
+
+  /**
+   * Called once the connection is closed, with the session: one function can
+   * serve every session of a server.
+   */
+  onClosed: ((session: Session) => void) | undefined;
 
   #state: State = State.HELLO;
   #maxFrameSize: number;
@@ -131,8 +154,7 @@ export class Session implements ConnHandler {
     this.#timers = timers;
     this.#maxFrameSize = options.maxFrameSize;
     this.#scanner = new FrameScanner(options.maxFrameSize);
-    this.#inflight = new InFlight(agent, this.#host(), options, log, timers, metrics);
-    this.#closed = new Promise((resolve) => this.#resolveClosed = resolve);
+    this.#inflight = new InFlight(agent, new Session.#Host(this), options, log, timers, metrics);
     this.#helloTimer = timers.setTimeout(() => {
       this.#helloTimer = undefined;
       this.#timeout(`no HAPROXY-HELLO within ${options.helloTimeout} ms`);
@@ -141,6 +163,11 @@ export class Session implements ConnHandler {
 
   /** Resolves once the connection is closed. */
   get closed(): Promise<void> {
+    if (this.#closed === undefined) {
+      this.#closed = this.#state === State.CLOSED
+        ? Promise.resolve()
+        : new Promise((resolve) => this.#resolveClosed = resolve);
+    }
     return this.#closed;
   }
 
@@ -155,13 +182,15 @@ export class Session implements ConnHandler {
   }
 
   /**
-   * Bytes the connection's buffers hold now: frame scanner, write buffer,
-   * reassembly, pooled replies and message copies. Each grows for a large
-   * frame and shrinks back once it is done.
+   * Bytes the connection's buffers hold now: frame scanner, write buffer
+   * (while output waits for the flush), reassembly, and the replies and
+   * message copies of NOTIFYs in flight. Each grows for a large frame and
+   * shrinks back once it is done; what the thread's pools keep is
+   * `pooledBytes()` of `_inflight.ts`.
    */
   get bufferBytes(): number {
-    return this.#scanner.capacity + this.#writer.capacity + (this.#fragments?.capacity ?? 0) +
-      this.#inflight.bufferBytes;
+    return this.#scanner.capacity + (this.#writer?.capacity ?? 0) +
+      (this.#fragments?.capacity ?? 0) + this.#inflight.bufferBytes;
   }
 
   /** Timers armed for this connection (HELLO, deadlines, `-t` delays). */
@@ -169,22 +198,34 @@ export class Session implements ConnHandler {
     return this.#inflight.armedTimers + (this.#helloTimer === undefined ? 0 : 1);
   }
 
-  /** What the NOTIFY manager needs of the session. */
-  #host(): InFlightHost {
-    // deno-lint-ignore no-this-alias
-    const session = this;
-    return {
-      acked: (streamId, frameId, reply) => {
-        session.#writeAckOf(streamId, frameId, reply);
-        session.#settled();
-      },
-      settled: () => session.#settled(),
-      lateChanged: () => session.#updateReading(),
-      get open() {
-        return session.#state < State.CLOSING;
-      },
-    };
-  }
+  /**
+   * What the NOTIFY manager needs of the session: one small object per
+   * session, its methods shared (closures would cost each connection more).
+   */
+  static readonly #Host = class implements InFlightHost {
+    readonly #session: Session;
+
+    constructor(session: Session) {
+      this.#session = session;
+    }
+
+    acked(streamId: number | bigint, frameId: number | bigint, reply: ReplySlot | undefined) {
+      this.#session.#writeAckOf(streamId, frameId, reply);
+      this.#session.#settled();
+    }
+
+    settled(): void {
+      this.#session.#settled();
+    }
+
+    lateChanged(): void {
+      this.#session.#updateReading();
+    }
+
+    get open(): boolean {
+      return this.#session.#state < State.CLOSING;
+    }
+  };
 
   /**
    * Ends the session gracefully: stop reading, let in-flight NOTIFYs get
@@ -198,7 +239,7 @@ export class Session implements ConnHandler {
       this.#inflight.abortSignals();
       this.#drain();
     }
-    return this.#closed;
+    return this.closed;
   }
 
   /** Closes at once, without DISCONNECT, queued output or waiting for handlers. */
@@ -206,7 +247,7 @@ export class Session implements ConnHandler {
     if (this.#state === State.CLOSED) return;
     this.#state = State.CLOSING;
     this.#clearHelloTimer();
-    this.#writer.reset(); // ACKs waiting for the queued flush must not follow destroy().
+    this.#releaseWriter(); // ACKs waiting for the queued flush must not follow destroy().
     this.#inflight.closeAll();
     this.#conn.destroy();
   }
@@ -292,10 +333,11 @@ export class Session implements ConnHandler {
     this.#state = State.CLOSED;
     this.#clearHelloTimer();
     this.#inflight.closeAll();
-    this.#writer.shrink(WRITER_KEEP_BYTES, WRITER_BYTES);
+    this.#releaseWriter();
     this.#scanner.release();
     this.#fragments?.release();
-    this.#resolveClosed();
+    this.#resolveClosed?.();
+    this.onClosed?.(this);
   }
 
   #frame(frame: Frame): void {
@@ -345,10 +387,11 @@ export class Session implements ConnHandler {
     this.#inflight.connection = {
       engineId: hello.engineId,
       remote: this.#conn.remote,
-      capabilities: Object.freeze(caps),
+      capabilities: capabilityLists.get(capabilities) ??
+        capabilityLists.set(capabilities, Object.freeze(caps)).get(capabilities)!,
       log: this.#log,
     };
-    writeAgentHello(this.#writer, { maxFrameSize: size, capabilities });
+    writeAgentHello(this.#lendWriter(), { maxFrameSize: size, capabilities });
     this.#clearHelloTimer();
     this.#maxFrameSize = size;
     this.#scanner.maxLength = size;
@@ -420,17 +463,17 @@ export class Session implements ConnHandler {
     frameId: number | bigint,
     reply: ReplySlot | undefined,
   ): void {
-    const w = this.#writer;
+    const w = this.#writer ?? this.#lendWriter();
     this.#values[this.#metrics.acks]!++;
     w.begin(FrameType.ACK, streamId, frameId);
-    this.#actions(reply);
+    this.#actions(w, reply);
     try {
       w.end(this.#maxFrameSize);
     } catch (err) {
       if (!(err instanceof RangeError)) throw err;
       this.#log.error(`ACK for ${streamId}/${frameId} dropped its actions: ${err.message}`);
       w.begin(FrameType.ACK, streamId, frameId);
-      this.#actions(undefined);
+      this.#actions(w, undefined);
       w.end();
     }
     if (this.#log.debugEnabled) {
@@ -446,9 +489,9 @@ export class Session implements ConnHandler {
   }
 
   /** Writes an ACK's actions, padding an empty list unless allowed (§7.3). */
-  #actions(reply: ReplySlot | undefined): void {
-    if (reply !== undefined && reply.count > 0) this.#writer.appendWriter(reply.writer);
-    else if (!this.#opts.emptyAcks) this.#writer.unsetVar(VarScope.TXN, PADDING_NAME);
+  #actions(w: FrameWriter, reply: ReplySlot | undefined): void {
+    if (reply !== undefined && reply.count > 0) w.appendWriter(reply.writer);
+    else if (!this.#opts.emptyAcks) w.unsetVar(VarScope.TXN, PADDING_NAME);
   }
 
   #peerDisconnect(frame: Frame): void {
@@ -509,7 +552,7 @@ export class Session implements ConnHandler {
     if (this.#state >= State.CLOSING) return;
     this.#state = State.CLOSING;
     this.#clearHelloTimer();
-    const w = this.#writer;
+    const w = this.#lendWriter();
     w.cancel();
     const message = reason === undefined
       ? undefined
@@ -532,18 +575,33 @@ export class Session implements ConnHandler {
 
   #flush(): void {
     const w = this.#writer;
+    if (w === undefined) return;
     if (w.size === 0 || this.#state === State.CLOSED) {
-      w.reset();
+      this.#releaseWriter();
       return;
     }
     this.#values[this.#metrics.bytesOut]! += w.size;
     this.#conn.write(w.buffer(), w.size);
-    w.shrink(WRITER_KEEP_BYTES, WRITER_BYTES);
+    this.#releaseWriter();
     if (!this.#outputFull && this.#conn.queued > this.#opts.maxQueuedBytes) {
       this.#outputFull = true;
       this.#outputFullSince = this.#now();
       this.#updateReading();
     }
+  }
+
+  /** The session's write buffer, lent from `writers` when it has none. */
+  #lendWriter(): FrameWriter {
+    return this.#writer ??= writers.pop() ?? new FrameWriter(WRITER_BYTES);
+  }
+
+  /** Gives the write buffer back, empty (one grown large for a burst is let go). */
+  #releaseWriter(): void {
+    const w = this.#writer;
+    if (w === undefined) return;
+    this.#writer = undefined;
+    w.shrink(WRITER_KEEP_BYTES, WRITER_BYTES);
+    if (writers.length < MAX_POOLED_WRITERS) writers.push(w);
   }
 
   #updateReading(): void {

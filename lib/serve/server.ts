@@ -172,7 +172,9 @@ export function createAcceptor(agent: Agent, options: AcceptorOptions = {}): Acc
   // there are connections (so an idle server keeps no timer).
   let sweep: ReturnType<typeof setInterval> | undefined;
   const now = () => options.timers?.clock?.() ?? Date.now();
+  /** A session's connection closed (one function for all, rather than a closure each). */
   function forget(session: Session): void {
+    values[metrics.open]!--;
     sessions.delete(session);
     if (sessions.size === 0 && sweep !== undefined) {
       clearInterval(sweep);
@@ -205,10 +207,7 @@ export function createAcceptor(agent: Agent, options: AcceptorOptions = {}): Acc
       sessions.add(session);
       values[metrics.accepted]!++;
       values[metrics.open]!++;
-      void session.closed.then(() => {
-        values[metrics.open]!--;
-        forget(session);
-      });
+      session.onClosed = forget;
       return session;
     },
     get connections() {
