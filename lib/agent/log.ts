@@ -98,7 +98,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   if (format !== "text" && format !== "json") {
     throw new TypeError(`Cannot use log format ${JSON.stringify(format)}: use "text" or "json"`);
   }
-  return makeLogger(level, name, sink, now, format, name === "" ? {} : nameFields(name));
+  const base = name === "" ? {} : nameFields(name);
+  return new LineLogger({ level, sink, now, format, base }, undefined, name, undefined);
 }
 
 /** What a logger's name says, as JSON fields. */
@@ -110,37 +111,94 @@ function nameFields(name: string): Record<string, string | number> {
   return { component: name };
 }
 
-function makeLogger(
-  level: Level,
-  name: string,
-  sink: (line: string) => void,
-  now: () => Date,
-  format: LogFormat,
-  base: LogFields,
-): Logger {
-  const tag = name === "" ? "" : ` [${name}]`;
-  const write = format === "text"
-    ? (at: Level, message: string) => {
-      if (at <= level) sink(`${now().toISOString()} ${LABELS[at]}${tag} ${message}`);
+/** What a logger and its children share. */
+interface LogConfig {
+  readonly level: Level;
+  readonly sink: (line: string) => void;
+  readonly now: () => Date;
+  readonly format: LogFormat;
+  /** The root logger's fields (what its name says). */
+  readonly base: LogFields;
+}
+
+/**
+ * A logger as one small object, its methods shared: servers make a child per
+ * connection, and thousands of connections must not cost thousands of
+ * closures. A child keeps its parent, its name and its fields; the line's
+ * name and fields are put together only when a line is written.
+ */
+class LineLogger implements Logger {
+  readonly debugEnabled: boolean;
+  readonly #config: LogConfig;
+  readonly #parent: LineLogger | undefined;
+  /** This logger's part of the name (the whole name for a root logger). */
+  readonly #name: string;
+  /** The fields given to `child()` (they follow those its name says). */
+  readonly #fields: LogFields | undefined;
+
+  constructor(
+    config: LogConfig,
+    parent: LineLogger | undefined,
+    name: string,
+    fields: LogFields | undefined,
+  ) {
+    this.debugEnabled = config.level >= Level.DEBUG;
+    this.#config = config;
+    this.#parent = parent;
+    this.#name = name;
+    this.#fields = fields;
+  }
+
+  error(message: string, fields?: LogFields): void {
+    this.#write(Level.ERROR, message, fields);
+  }
+
+  warn(message: string, fields?: LogFields): void {
+    this.#write(Level.WARN, message, fields);
+  }
+
+  info(message: string, fields?: LogFields): void {
+    this.#write(Level.INFO, message, fields);
+  }
+
+  debug(message: string, fields?: LogFields): void {
+    this.#write(Level.DEBUG, message, fields);
+  }
+
+  child(name: string, fields?: LogFields): Logger {
+    return new LineLogger(this.#config, this, name, fields);
+  }
+
+  /** The full name: the parents' names, then this one's. */
+  #fullName(): string {
+    const parent = this.#parent === undefined ? "" : this.#parent.#fullName();
+    return parent === "" ? this.#name : `${parent} ${this.#name}`;
+  }
+
+  /** The fields of every line: the parents' fields, what this name says, the child's fields. */
+  #baseFields(): LogFields {
+    if (this.#parent === undefined) return this.#config.base;
+    return { ...this.#parent.#baseFields(), ...nameFields(this.#name), ...this.#fields };
+  }
+
+  #write(at: Level, message: string, fields: LogFields | undefined): void {
+    const { level, sink, now, format } = this.#config;
+    if (at > level) return;
+    if (format === "text") {
+      const name = this.#fullName();
+      const tag = name === "" ? "" : ` [${name}]`;
+      sink(`${now().toISOString()} ${LABELS[at]}${tag} ${message}`);
+      return;
     }
-    : (at: Level, message: string, fields?: LogFields) => {
-      if (at > level) return;
-      const line = { time: now().toISOString(), level: LABELS[at], ...base, message, ...fields };
-      sink(JSON.stringify(line, jsonValue));
+    const line = {
+      time: now().toISOString(),
+      level: LABELS[at],
+      ...this.#baseFields(),
+      message,
+      ...fields,
     };
-  return {
-    debugEnabled: level >= Level.DEBUG,
-    error: (message, fields) => write(Level.ERROR, message, fields),
-    warn: (message, fields) => write(Level.WARN, message, fields),
-    info: (message, fields) => write(Level.INFO, message, fields),
-    debug: (message, fields) => write(Level.DEBUG, message, fields),
-    child: (child, fields) =>
-      makeLogger(level, name === "" ? child : `${name} ${child}`, sink, now, format, {
-        ...base,
-        ...nameFields(child),
-        ...fields,
-      }),
-  };
+    sink(JSON.stringify(line, jsonValue));
+  }
 }
 
 /** 64-bit ids are bigints: JSON gets them as strings. */
