@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { FrameScanner, FrameType, FrameWriter, SpopError, Status } from "../lib/spop.ts";
+import { Frame, FrameScanner, FrameType, FrameWriter, SpopError, Status } from "../lib/spop.ts";
 import { hex } from "./_hex.ts";
 
 const ACK = hex("00 00 00 07 67 00 00 00 01 01 01");
@@ -158,4 +158,24 @@ test("FrameScanner reset() drops a partial frame", () => {
   assert.equal(scanner.buffered, 0);
   scanner.push(ACK);
   assert.equal(scanner.next()?.type, FrameType.ACK);
+});
+
+test("FrameScanner fills the frame it was given, which scanners may share", () => {
+  const shared = new Frame();
+  const a = new FrameScanner(16380, shared);
+  const b = new FrameScanner(16380, shared);
+  a.push(ACK);
+  assert.equal(a.next(), shared);
+  assert.equal(shared.frameId, 1);
+  const other = new FrameWriter();
+  other.begin(FrameType.ACK, 5, 9).end();
+  const bytes = other.bytes().slice();
+  b.push(bytes.subarray(0, 6));
+  assert.equal(b.next(), null, "a split frame waits in b's own stash");
+  assert.equal(a.next(), null);
+  b.push(bytes.subarray(6));
+  assert.equal(b.next(), shared);
+  assert.equal(shared.streamId, 5);
+  assert.equal(shared.frameId, 9);
+  assert.notEqual(new FrameScanner().frame, shared, "a scanner has a frame of its own by default");
 });

@@ -26,7 +26,7 @@ import type { ReplySlot } from "./reply.ts";
 import {
   decodeDisconnect,
   encodeName,
-  type Frame,
+  Frame,
   FrameScanner,
   FrameType,
   FrameWriter,
@@ -80,6 +80,13 @@ const MAX_POOLED_WRITERS = 64;
  * every connection with the same capabilities shares one.
  */
 const capabilityLists = new Map<string, readonly string[]>();
+
+/**
+ * The frame every session's scanner fills: a session uses a frame before its
+ * `onData` returns (what must outlive it is copied), so no other session's
+ * scanner can run in between.
+ */
+const FRAME = new Frame();
 
 /** The variable an otherwise empty ACK unsets: `txn.<prefix>._`, which never exists. */
 const PADDING_NAME = encodeName("_");
@@ -153,7 +160,7 @@ export class Session implements ConnHandler {
     this.#log = log;
     this.#timers = timers;
     this.#maxFrameSize = options.maxFrameSize;
-    this.#scanner = new FrameScanner(options.maxFrameSize);
+    this.#scanner = new FrameScanner(options.maxFrameSize, FRAME);
     this.#inflight = new InFlight(agent, new Session.#Host(this), options, log, timers, metrics);
     this.#helloTimer = timers.setTimeout(() => {
       this.#helloTimer = undefined;

@@ -53,7 +53,7 @@ export class FrameScanner {
   /** The largest LENGTH accepted; lower it to the negotiated max-frame-size. */
   maxLength: number;
   /** The frame `next()` fills. */
-  readonly frame: Frame = new Frame();
+  readonly frame: Frame;
 
   #chunk: Uint8Array = EMPTY;
   #view: DataView = EMPTY_VIEW;
@@ -69,9 +69,13 @@ export class FrameScanner {
   /**
    * @param maxLength The largest LENGTH accepted before the handshake sets the
    * negotiated value.
+   * @param frame The frame `next()` fills; scanners whose frames are each
+   * used before another scanner's `next()` runs may share one (a server's
+   * sessions, which use a frame within the read it came in).
    */
-  constructor(maxLength: number = DEFAULT_MAX_FRAME_SIZE) {
+  constructor(maxLength: number = DEFAULT_MAX_FRAME_SIZE, frame: Frame = new Frame()) {
     this.maxLength = maxLength;
+    this.frame = frame;
   }
 
   /** Bytes received but not yet returned as frames. */
