@@ -194,3 +194,39 @@ test("a thousand idle sessions hold no write buffer once their ACKs went out", a
     assert.equal(h.session.bufferBytes, 0);
   }
 });
+
+test("a connection closed by its last delayed ACK leaves the shared NOTIFY state whole", async () => {
+  // The last ACK of a drain closes the connection, and this fake reports the
+  // close at once, as Bun's sockets can: the NOTIFY being acknowledged is
+  // abandoned with the others before its ACK returns.
+  const first = startSession(new Agent().on("n", () => {}), { replyDelay: 10 }, Level.ERROR);
+  first.conn.autoClose = false;
+  const close = first.conn.close.bind(first.conn);
+  first.conn.close = () => {
+    close();
+    first.conn.deliverClose();
+  };
+  first.conn.feed(haproxyHello());
+  first.conn.feed(notify(1, 1, [{ name: "n" }]));
+  first.session.onEnd();
+  first.timers.advance(10);
+  await settle();
+  assert.deepEqual(summary(first.conn.frames()), ["HELLO", "ACK 1/1", "DISCONNECT 0"]);
+  // Two NOTIFYs in flight at once on another connection each get their own state.
+  const gate = deferred();
+  const agent = new Agent().on("wait", async (message, reply) => {
+    const id = message.int("id")!;
+    await gate.promise;
+    reply.setVar("txn", "id", id);
+  });
+  const second = startSession(agent, {}, Level.ERROR);
+  second.conn.feed(haproxyHello());
+  for (const id of [3, 5, 7]) {
+    second.conn.feed(notify(id, 1, [{ name: "wait", args: [["id", DataType.UINT32, id]] }]));
+  }
+  gate.resolve();
+  await settle();
+  const frames = second.conn.frames();
+  assert.deepEqual(summary(frames), ["HELLO", "ACK 3/1", "ACK 5/1", "ACK 7/1"]);
+  assert.deepEqual(frames.slice(1).map((f) => f.actions?.map((a) => a.value)), [[3], [5], [7]]);
+});

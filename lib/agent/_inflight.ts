@@ -100,6 +100,8 @@ class Pending implements ContextSlot {
   delay: unknown = undefined;
   /** Where it is in the active list, or -1. */
   index = -1;
+  /** In the thread's pool: a second recycle must not list it twice. */
+  pooled = false;
   controller: AbortController | undefined = undefined;
   connection!: ConnectionInfo;
   readonly reply = new ReplySlot();
@@ -436,9 +438,12 @@ export class InFlight {
 
   #ack(pending: Pending): void {
     const reply = pending.reply;
+    const gen = pending.gen;
     // The ACK is written before the Pending is recycled: it reads the reply.
     this.#host.acked(pending.streamId, pending.frameId, reply.count > 0 ? reply : undefined);
-    this.#recycle(pending);
+    // Writing the ACK may have closed the connection (the last ACK of a
+    // drain), which abandoned every NOTIFY in flight, this one included.
+    if (pending.gen === gen) this.#recycle(pending);
   }
 
   /** Drops a NOTIFY without an ACK (malformed, or its connection closed). */
@@ -476,6 +481,7 @@ export class InFlight {
     let pending = spare;
     if (pending !== undefined) spare = undefined;
     else pending = pool.pop() ?? new Pending();
+    pending.pooled = false;
     pending.connection = this.#connection!;
     pending.streamId = streamId;
     pending.frameId = frameId;
@@ -511,6 +517,9 @@ export class InFlight {
 
   /** Pools a Pending that holds no handle, no timer and no handler (all of them done). */
   #reuse(pending: Pending): void {
+    // Pooled twice, it would serve two NOTIFYs at once, of any connection.
+    if (pending.pooled) return;
+    pending.pooled = true;
     pending.gen++;
     if (pending.controller !== undefined) pending.controller = undefined;
     pending.reply.clear();
