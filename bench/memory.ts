@@ -10,6 +10,9 @@
  * - RSS with 10,000 connections that each did a HELLO and one NOTIFY (and got
  *   its ACK), then stay idle, as the pools of agent connections of a large
  *   HAProxy 3.x setup do; measured in a start of its own;
+ * - with `--late N`, RSS again N seconds later, the connections still open
+ *   (V8 gives back the young generation it grew while they were opened only
+ *   after some 20–30 idle seconds);
  * - start-up time: from spawning the process to the first accepted
  *   connection (a tight `Deno.connect` retry loop on the port given with
  *   `-p`), and to the AGENT-HELLO answering a HELLO on it.
@@ -29,7 +32,7 @@
  * ```sh
  * node_modules/deno/deno run -A bench/memory.ts [--runtime deno,bun,bun-binary]
  *   [--connections 1000] [--notify-connections 10000] [--rss-runs 3]
- *   [--starts 10] [--rebuild] [--wait-idle 10] [--echo-read-buffer 32768]
+ *   [--starts 10] [--rebuild] [--wait-idle 10] [--echo-read-buffer 32768] [--late 0]
  * ```
  *
  * Prints markdown tables on stdout; progress on stderr.
@@ -61,7 +64,7 @@ import { closeAll, handshake, notifyOnce } from "./_memory_client.ts";
 const USAGE = `Usage: memory.ts [--runtime deno,bun,bun-binary,deno-echo,bun-echo]
                  [--connections 1000] [--notify-connections 10000]
                  [--rss-runs 3] [--starts 10] [--rebuild] [--wait-idle 10]
-                 [--echo-read-buffer 32768]`;
+                 [--echo-read-buffer 32768] [--late 0]`;
 
 type Target = "deno" | "bun" | "bun-binary" | "deno-echo" | "bun-echo";
 const TARGETS: readonly Target[] = ["deno", "bun", "bun-binary", "deno-echo", "bun-echo"];
@@ -87,6 +90,7 @@ interface Options {
   rebuild: boolean;
   waitIdle: number;
   echoReadBuffer: number;
+  late: number;
 }
 
 function usage(message: string): never {
@@ -106,6 +110,7 @@ function parseOptions(argv: string[]): Options {
       rebuild: { type: "boolean", default: false },
       "wait-idle": { type: "string", default: "10" },
       "echo-read-buffer": { type: "string", default: "32768" },
+      late: { type: "string", default: "0" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -125,6 +130,7 @@ function parseOptions(argv: string[]): Options {
     rebuild: values.rebuild,
     waitIdle: int("wait-idle", values["wait-idle"], 0),
     echoReadBuffer: int("echo-read-buffer", values["echo-read-buffer"], 1),
+    late: int("late", values.late, 0),
   };
 }
 
@@ -187,6 +193,8 @@ function targetCommand(target: Target, count: number, echoReadBuffer: number): [
 interface RssRun {
   idleMb: number;
   loadedMb: number;
+  /** `--late` seconds after `loadedMb`, the connections still open (NaN without). */
+  lateMb: number;
   afterCloseMb: number;
 }
 
@@ -194,13 +202,8 @@ interface RssRun {
  * One start: idle RSS, then with `count` connections that did their HELLO
  * (and one NOTIFY each when `notify`), then after closing them.
  */
-async function rssRun(
-  target: Target,
-  count: number,
-  notify: boolean,
-  echoReadBuffer: number,
-): Promise<RssRun> {
-  const server = await startServer(targetCommand(target, count, echoReadBuffer));
+async function rssRun(target: Target, count: number, notify: boolean): Promise<RssRun> {
+  const server = await startServer(targetCommand(target, count, opts.echoReadBuffer));
   const echo = isEcho(target);
   const conns: Deno.TcpConn[] = [];
   try {
@@ -218,11 +221,16 @@ async function rssRun(
     }
     await sleep(SETTLE_MS);
     const loadedMb = rssBytes(server.pid) / 2 ** 20;
+    let lateMb = NaN;
+    if (opts.late > 0) {
+      await sleep(opts.late * 1000);
+      lateMb = rssBytes(server.pid) / 2 ** 20;
+    }
     closeAll(conns);
     conns.length = 0;
     await sleep(SETTLE_MS);
     const afterCloseMb = rssBytes(server.pid) / 2 ** 20;
-    return { idleMb, loadedMb, afterCloseMb };
+    return { idleMb, loadedMb, lateMb, afterCloseMb };
   } finally {
     closeAll(conns);
     await stopServer(server);
@@ -363,9 +371,10 @@ try {
         for (let i = 0; i < opts.rssRuns; i++) {
           const what = `${count} conns${notify ? " with a NOTIFY each" : ""}`;
           console.error(`memory: ${target} RSS run ${i + 1}/${opts.rssRuns}, ${what} ...`);
-          const r = await rssRun(target, count, notify, opts.echoReadBuffer);
+          const r = await rssRun(target, count, notify);
+          const late = opts.late > 0 ? `, ${opts.late} s later ${fmt(r.lateMb, 1)} MB` : "";
           console.error(
-            `memory:   idle ${fmt(r.idleMb, 1)} MB, ${what} ${fmt(r.loadedMb, 1)} MB, ` +
+            `memory:   idle ${fmt(r.idleMb, 1)} MB, ${what} ${fmt(r.loadedMb, 1)} MB${late}, ` +
               `after close ${fmt(r.afterCloseMb, 1)} MB`,
           );
           row.rss[p]!.push(r);
@@ -396,10 +405,11 @@ const NAMES: Record<Target, string> = {
   "deno-echo": `deno echo (bench/echo.ts -b ${opts.echoReadBuffer})`,
   "bun-echo": "bun echo (bench/echo.ts)",
 };
+const lateHead = opts.late > 0 ? ` ${opts.late} s later MB | per connection KB |` : "";
 const rssTable = [
   "| server -n 1 | connections | each did | idle RSS MB | RSS with the connections MB | " +
-  "per connection KB | after closing them MB |",
-  "|---|---:|---|---:|---:|---:|---:|",
+  `per connection KB |${lateHead} after closing them MB |`,
+  `|---|---:|---|---:|---:|---:|${opts.late > 0 ? "---:|---:|" : ""}---:|`,
 ];
 for (const row of rows) {
   for (const [p, { count, notify }] of points.entries()) {
@@ -407,10 +417,14 @@ for (const row of rows) {
     const idle = median(runs.map((r) => r.idleMb));
     const loaded = median(runs.map((r) => r.loadedMb));
     const after = median(runs.map((r) => r.afterCloseMb));
+    const late = median(runs.map((r) => r.lateMb));
+    const lateCells = opts.late > 0
+      ? ` ${fmt(late, 1)} | ${fmt(((late - idle) * 1024) / count, 1)} |`
+      : "";
     rssTable.push(
       `| ${NAMES[row.target]}${row.problem ? " *" : ""} | ${fmt(count)} | ` +
         `${notify ? "HELLO, one NOTIFY" : "HELLO"} | ${fmt(idle, 1)} | ${fmt(loaded, 1)} | ` +
-        `${fmt(((loaded - idle) * 1024) / count, 1)} | ${fmt(after, 1)} |`,
+        `${fmt(((loaded - idle) * 1024) / count, 1)} |${lateCells} ${fmt(after, 1)} |`,
     );
   }
 }
@@ -436,7 +450,9 @@ if (startTable.length > 2) {
 }
 console.log(
   `RSS: VmRSS (/proc/<pid>/status) ${SETTLE_MS} ms after start, after the last of the ` +
-    `connections got its AGENT-HELLO (or its ACK), and after closing them; each count in ` +
+    `connections got its AGENT-HELLO (or its ACK)${
+      opts.late > 0 ? `, ${opts.late} s later` : ""
+    }, and after closing them; each count in ` +
     `starts of its own; median of ${opts.rssRuns} starts. Start-up: spawn to the first ` +
     `successful connect (tight retry loop), and to the AGENT-HELLO on it; median of ` +
     `${opts.starts} starts. Nothing pinned.`,
