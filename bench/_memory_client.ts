@@ -90,3 +90,31 @@ export function closeAll(conns: Deno.TcpConn[]): void {
     }
   }
 }
+
+/**
+ * Run as a program (`deno run --allow-net bench/_memory_client.ts PORT N`):
+ * opens N connections to 127.0.0.1:PORT, 50 at a time, each doing its HELLO
+ * and one NOTIFY; prints "ready" and keeps them open until stdin closes.
+ */
+async function main(args: string[]): Promise<void> {
+  const port = Number(args[0]);
+  const count = Number(args[1]);
+  const echo = args[2] === "echo";
+  const conns: Deno.TcpConn[] = [];
+  for (let i = 0; i < count; i += 50) {
+    await Promise.all(
+      Array.from({ length: Math.min(50, count - i) }, async () => {
+        const c = await Deno.connect({ hostname: "127.0.0.1", port });
+        conns.push(c);
+        await handshake(c, echo);
+        await notifyOnce(c, echo);
+      }),
+    );
+  }
+  console.log("ready");
+  // Until the parent closes stdin.
+  for await (const _ of Deno.stdin.readable) { /* Nothing to read. */ }
+  closeAll(conns);
+}
+
+if (import.meta.main) await main(Deno.args);
