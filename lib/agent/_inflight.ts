@@ -261,6 +261,7 @@ export class InFlight {
    * sealed. Handlers still running are counted as late until they settle.
    */
   closeAll(): void {
+    if (this.#active.length === 0) return; // The usual close: no error object to make.
     const reason = new DOMException("the connection closed", "AbortError");
     while (this.#active.length > 0) this.#abandon(this.#active[this.#active.length - 1]!, reason);
   }
