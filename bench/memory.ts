@@ -27,7 +27,9 @@
  * seconds) for the machine to be idle: other processes slow start-up down. The connections are opened by this process,
  * which needs the descriptors: when its soft `ulimit -n` is too low it
  * re-runs itself under `sh -c 'ulimit -n N; exec ...'` (N up to the hard
- * limit); the agent inherits the limit.
+ * limit); the agent inherits the limit. (Deno 2.9 raises its own soft limit
+ * to the hard one as it starts, so only a hard limit below the connections
+ * plus 200 stops it: `ulimit -Hn`.)
  *
  * ```sh
  * node_modules/deno/deno run -A bench/memory.ts [--runtime deno,bun,bun-binary]
