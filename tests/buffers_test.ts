@@ -101,11 +101,14 @@ function sizeNotify(streamId: number, size: number): Uint8Array {
   }]);
 }
 
-async function withAgent(body: (client: SpopClient) => Promise<void>): Promise<void> {
+async function withAgent(
+  body: (client: SpopClient) => Promise<void>,
+  maxFrameSize = 65535,
+): Promise<void> {
   const server = await serve(sizeAgent(), {
     hostname: "127.0.0.1",
     port: 0,
-    maxFrameSize: 65535,
+    maxFrameSize,
     log: createLogger({ level: Level.ERROR, sink: () => {} }),
   });
   const client = await SpopClient.connect(server.port);
@@ -157,6 +160,28 @@ test("the runtime's sockets send a 60,000-byte ACK and 2,000 ACKs of one read, i
       assert.equal(next.actions?.[0]?.value, i % 50);
     }
   });
+});
+
+test("the runtime's sockets carry a 1 MiB NOTIFY and a 1 MiB ACK when -m allows 2 MiB", async () => {
+  const MIB = 1024 * 1024;
+  await withAgent(async (client) => {
+    await client.hello({ maxFrameSize: 2 * MIB });
+    await client.send(sizeNotify(1, MIB));
+    await client.send(notifyBytes(3, 1, [{
+      name: "big-answer",
+      args: [{ name: "n", type: DataType.UINT32, value: MIB }],
+    }]));
+    await client.send(sizeNotify(5, 10));
+    const first = await client.nextFrame();
+    assert.equal(first.streamId, 1);
+    assert.equal(first.actions?.[0]?.value, MIB);
+    const second = await client.nextFrame();
+    assert.equal(second.streamId, 3);
+    assert.equal((second.actions?.[0]?.value as string).length, MIB);
+    const third = await client.nextFrame();
+    assert.equal(third.streamId, 5);
+    assert.equal(third.actions?.[0]?.value, 10);
+  }, 2 * MIB);
 });
 
 test("sessions whose ACKs wait for the same flush each send only their own", async () => {
