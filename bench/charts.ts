@@ -99,6 +99,8 @@ export type Charts = Record<string, string>;
 export const E2E_TARGETS: Readonly<Record<string, number>> = { "2.6": 0.8, "3.4": 0.65 };
 
 const ALONE = "HAProxy alone";
+/** The C floor agent's series: fixed answers, what any agent can reach here. */
+const FLOOR = "floor: C, fixed answers";
 
 /** The part of `bench/e2e.ts --json`'s output that the charts read. */
 export interface E2eDump {
@@ -118,8 +120,9 @@ export interface E2eDump {
 /**
  * Rows for {@linkcode e2eCharts} from `bench/e2e.ts --json`'s output, at one
  * connection count (50 when it ran, else the first): spoa's `-n 1` cells
- * become "spoa (Deno)" and "spoa (Bun)", "alone" becomes "HAProxy alone", and
- * the floor agents (a diagnostic, `bench/floor/`) are left out.
+ * become "spoa (Deno)" and "spoa (Bun)", "alone" becomes "HAProxy alone", the
+ * C floor agent (`bench/floor/floor.c`: what any agent can reach) becomes
+ * "floor: C, fixed answers", and the runtimes' floor agents are left out.
  *
  * @example Two cells of one HAProxy
  * ```ts
@@ -137,11 +140,15 @@ export function e2eRowsOf(dump: E2eDump): { rows: E2eRow[]; subtitle: string } {
   const counts = [...new Set(dump.summaries.map((s) => s.connections))];
   const connections = counts.includes(50) ? 50 : counts[0];
   const rows = dump.summaries
-    .filter((s) => s.connections === connections && !s.agent.startsWith("floor"))
+    .filter((s) =>
+      s.connections === connections && (!s.agent.startsWith("floor") || s.agent === "floor C")
+    )
     .map((s) => ({
       haproxy: s.haproxy.replace(/^HAProxy /, ""),
       agent: s.agent === "alone"
         ? ALONE
+        : s.agent === "floor C"
+        ? FLOOR
         : s.agent.replace(/^spoa (Deno|Bun) -n 1$/, "spoa ($1)").replace(
           /^spoa (Deno|Bun) (.+)$/,
           "spoa ($1) $2",

@@ -233,8 +233,9 @@ export async function stopStack(stack: Stack, variant: Variant): Promise<string[
   await stopProc(stack.haproxy, "SIGTERM");
   if (stack.agent !== undefined) {
     const status = await stopProc(stack.agent, "SIGTERM");
-    // The C agent has no SIGTERM handler: it dies of it, and logs each reset connection.
-    if (variant.agent !== "c") {
+    // The C agents have no SIGTERM handler: they die of it, and the example
+    // logs each reset connection.
+    if (variant.agent !== "c" && variant.agent !== "floor-c") {
       if (status.code !== 0) {
         problems.push(`agent stopped with ${status.signal ?? `exit ${status.code}`}`);
       }
