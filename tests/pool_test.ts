@@ -308,6 +308,28 @@ interface Death {
 /** Also matches a reason that spans lines, so that the one-line check below can fail. */
 const DIED = /^worker (\d+) died \(([\s\S]*)\); starting a new one in (\d+) ms$/;
 
+/** A debug logger that keeps every line, and each worker death it reports. */
+function deathLog(): { lines: string[]; deaths: Death[]; log: ReturnType<typeof createLogger> } {
+  const lines: string[] = [];
+  const deaths: Death[] = [];
+  const log = createLogger({
+    level: Level.DEBUG,
+    sink: (line) => {
+      lines.push(line);
+      const match = DIED.exec(line.replace(/^\S+ error /, ""));
+      if (match) {
+        deaths.push({
+          worker: Number(match[1]),
+          why: match[2]!,
+          delay: Number(match[3]),
+          at: Date.now(),
+        });
+      }
+    },
+  });
+  return { lines, deaths, log };
+}
+
 /** Polls an asynchronous condition until it holds (a hang guard, not a speed check). */
 async function eventually(condition: () => Promise<boolean>, what: string): Promise<void> {
   const deadline = Date.now() + WAIT_MS;
@@ -346,23 +368,7 @@ for (const mode of MODES) {
     `startPool --dispatch ${mode} restarts a crashing worker with growing delays while the others serve`,
     { timeout: TEST_TIMEOUT_MS },
     async () => {
-      const lines: string[] = [];
-      const deaths: Death[] = [];
-      const log = createLogger({
-        level: Level.DEBUG,
-        sink: (line) => {
-          lines.push(line);
-          const match = DIED.exec(line.replace(/^\S+ error /, ""));
-          if (match) {
-            deaths.push({
-              worker: Number(match[1]),
-              why: match[2]!,
-              delay: Number(match[3]),
-              at: Date.now(),
-            });
-          }
-        },
-      });
+      const { lines, deaths, log } = deathLog();
       const clients: SpopClient[] = [];
       const runs: ClientRun[] = [];
       const pending: Promise<void>[] = [];
@@ -502,23 +508,7 @@ for (const mode of MODES) {
     `startPool --dispatch ${mode} restarts a worker that died before the pool was up, and its replacement too`,
     { timeout: TEST_TIMEOUT_MS },
     async () => {
-      const lines: string[] = [];
-      const deaths: Death[] = [];
-      const log = createLogger({
-        level: Level.DEBUG,
-        sink: (line) => {
-          lines.push(line);
-          const match = DIED.exec(line.replace(/^\S+ error /, ""));
-          if (match) {
-            deaths.push({
-              worker: Number(match[1]),
-              why: match[2]!,
-              delay: Number(match[3]),
-              at: Date.now(),
-            });
-          }
-        },
-      });
+      const { lines, deaths, log } = deathLog();
       const cells = new Int32Array(new SharedArrayBuffer(4 * Cell.COUNT));
       const starting = startPool({
         workers: 2,

@@ -8,7 +8,6 @@
 
 import {
   BUN,
-  C_AGENT_ARGS,
   cAgentBin,
   DENO,
   freePort,
@@ -141,7 +140,7 @@ async function startAgent(
 ): Promise<{ proc: Proc; address: string }> {
   if (variant.agent === "c") {
     if (cAgentBin() === undefined) throw new Error("SPOA_C_AGENT_BIN is not set");
-    const server = await startCAgent(undefined, C_AGENT_ARGS);
+    const server = await startCAgent();
     return { proc: server, address: `127.0.0.1:${server.port}` };
   }
   if (variant.agent === "floor-c") {

@@ -470,7 +470,7 @@ export class Session implements ConnHandler {
     frameId: number | bigint,
     reply: ReplySlot | undefined,
   ): void {
-    const w = this.#writer ?? this.#lendWriter();
+    const w = this.#lendWriter();
     this.#values[this.#metrics.acks]!++;
     w.begin(FrameType.ACK, streamId, frameId);
     this.#actions(w, reply);
